@@ -22,10 +22,14 @@ one message), while the perturbed jump breaks up clusters from skewed keys. Once
 reaches 0 (after 13 jumps for 64-bit keys) the jumps follow ``j -> 5j+1 mod 2**k``, a full
 cycle, so every slot is eventually visited and a lookup always reaches an EMPTY slot.
 
-Lookup walks the sequence, collecting the values of LIVE slots with the key, and stops at
-the first EMPTY slot (a miss is ``[]``, never an error). Insert walks the same chain: if the
-exact pair is already there it changes nothing; otherwise it takes the first TOMBSTONE seen,
-or the terminating EMPTY slot. Remove turns the pair's slot into a TOMBSTONE.
+Lookup walks the sequence, collecting the values of LIVE slots with the key (a slot the
+sequence revisits counts once), and stops at the first EMPTY slot (a miss is ``[]``, never
+an error). Insert refuses an exact pair that is already stored (an in-memory pair -> slot
+map answers that without probing), then takes the first TOMBSTONE or EMPTY slot on the
+key's chain, resuming where the key's previous insert stopped (so adding the n-th record
+with one field value does not walk past the n-1 before it); the slot is never beyond the
+chain's first EMPTY slot, so lookups reach it. Remove turns the pair's slot into a
+TOMBSTONE. The in-memory maps are derived state: pages hold only the slots.
 
 Resize policy: ``fill = live + tombstones``. An insert that would turn an EMPTY slot into a
 LIVE one when ``fill + 1 > 2/3 * capacity`` first rebuilds the table at the smallest power of
@@ -152,6 +156,8 @@ class HashIndex:
         "_keys",
         "_live",
         "_mask",
+        "_resume",
+        "_slot_of",
         "_tombs",
         "_values",
         "slots_per_page",
@@ -173,6 +179,8 @@ class HashIndex:
         self._values: list[int] = [0] * capacity
         self._live = 0
         self._tombs = 0
+        self._slot_of: dict[tuple[int, int], int] = {}
+        self._resume: dict[int, tuple[int, int, int]] = {}
 
     # ---------------------------------------------------------------- properties
 
@@ -240,7 +248,7 @@ class HashIndex:
         if not 0 <= key < KEY_LIMIT:
             return []
         keys, values, mask = self._keys, self._values, self._mask
-        out: list[int] = []
+        found: dict[int, int] = {}  # slot -> value: a revisited slot counts once
         j = key & mask
         perturb = key
         budget = _max_probes(self._capacity)
@@ -249,51 +257,58 @@ class HashIndex:
                 s = (j + i) & mask
                 k = keys[s]
                 if k == key:
-                    out.append(values[s])
+                    found[s] = values[s]
                 elif k == _EMPTY:
-                    return out
+                    return list(found.values())
             budget -= LINEAR_PROBES
             perturb >>= PERTURB_SHIFT
             j = (5 * j + 1 + perturb) & mask
-        return out  # pragma: no cover - unreachable while an EMPTY slot exists
+        return list(found.values())  # pragma: no cover - unreachable while an EMPTY exists
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, int) and bool(self.lookup(key))
 
-    def _find(self, key: int, value: int) -> tuple[int, int]:
-        """``(slot of the pair or -1, first reusable slot on the chain)``."""
-        keys, values, mask = self._keys, self._values, self._mask
-        j = key & mask
-        perturb = key
-        free = -1
+    def contains(self, key: int, value: int) -> bool:
+        """Whether the exact pair is stored."""
+        return (key, value) in self._slot_of
+
+    def _free_slot(self, key: int) -> tuple[int, tuple[int, int, int]]:
+        """The first TOMBSTONE or EMPTY slot on ``key``'s chain at or after its resume
+        point, and the resume point just past it.
+
+        The resume point (run start ``j``, ``perturb``, offset ``i``) only ever moves past
+        LIVE slots or slots this call fills, and EMPTY slots never reappear until a rebuild
+        (which forgets every resume point), so the slot returned is never beyond the chain's
+        first EMPTY slot: lookups still reach it. Inserting the n-th value of one key costs
+        O(1) amortised instead of walking past the n-1 before it.
+        """
+        keys, mask = self._keys, self._mask
+        j, perturb, i = self._resume.get(key) or (key & mask, key, 0)
         budget = _max_probes(self._capacity)
         while budget > 0:
-            for i in range(LINEAR_PROBES):
+            while i < LINEAR_PROBES:
                 s = (j + i) & mask
-                k = keys[s]
-                if k == key:
-                    if values[s] == value:
-                        return s, free
-                elif k == _EMPTY:
-                    return -1, (s if free < 0 else free)
-                elif k == _TOMB and free < 0:
-                    free = s
+                if keys[s] < 0:
+                    return s, (j, perturb, i + 1)
+                i += 1
             budget -= LINEAR_PROBES
             perturb >>= PERTURB_SHIFT
             j = (5 * j + 1 + perturb) & mask
-        return -1, free  # pragma: no cover - unreachable while an EMPTY slot exists
+            i = 0
+        raise AssertionError("no free slot")  # pragma: no cover - an EMPTY always remains
 
     def insert(self, key: int, value: int) -> bool:
         """Add the pair; ``False`` (and no change) if it is already present."""
         self._check(key, value)
-        found, free = self._find(key, value)
-        if found >= 0:
+        if (key, value) in self._slot_of:
             return False
+        free, resume = self._free_slot(key)
         if self._keys[free] == _EMPTY and (self.fill + 1) * MAX_LOAD_DEN > (
             self._capacity * MAX_LOAD_NUM
         ):
             self._rebuild(_capacity_for(self._live + 1))
-            found, free = self._find(key, value)
+            free, resume = self._free_slot(key)
+        self._resume[key] = resume
         self._place(free, key, value)
         self._dirty.add(free // self.slots_per_page)
         return True
@@ -303,17 +318,17 @@ class HashIndex:
             self._tombs -= 1
         self._keys[slot] = key
         self._values[slot] = value
+        self._slot_of[key, value] = slot
         self._live += 1
 
     def remove(self, key: int, value: int) -> bool:
         """Remove the pair (leaving a tombstone); ``False`` if it is absent."""
-        if not (0 <= key < KEY_LIMIT and 0 <= value < VALUE_LIMIT):
-            return False
-        found, _ = self._find(key, value)
+        found = self._slot_of.pop((key, value), -1)
         if found < 0:
             return False
         self._keys[found] = _TOMB
         self._values[found] = 0
+        self._resume.pop(key, None)  # let this key's next insert reuse the tombstone
         self._live -= 1
         self._tombs += 1
         self._dirty.add(found // self.slots_per_page)
@@ -340,17 +355,9 @@ class HashIndex:
         pairs = list(self.keys_values())
         self._alloc(capacity)
         self._epoch += 1
-        keys, values, mask = self._keys, self._values, self._mask
         for key, value in pairs:
-            # Fresh table: no tombstones, no duplicates: take the first EMPTY slot.
-            for s in probe_sequence(key, capacity):
-                if keys[s] == _EMPTY:
-                    keys[s] = key
-                    values[s] = value
-                    break
-            del s
-        self._live = len(pairs)
-        del mask
+            free, self._resume[key] = self._free_slot(key)
+            self._place(free, key, value)
         self._dirty = set(range(self.page_count))
 
     def rebuild(self, capacity: int | None = None) -> None:
@@ -385,8 +392,8 @@ class HashIndex:
             cls._check(key, value)
             if index._live + 1 >= capacity:
                 raise ValueError(f"{len(pairs)} pairs do not fit in {capacity} slots")
-            found, free = index._find(key, value)
-            if found < 0:
+            if (key, value) not in index._slot_of:
+                free, index._resume[key] = index._free_slot(key)
                 index._place(free, key, value)
         return index
 
@@ -489,7 +496,6 @@ class HashIndex:
             )
         header: tuple[int, int, int] | None = None
         index: HashIndex | None = None
-        seen_pairs: set[tuple[int, int]] = set()
         for page_no in sorted(pages):
             where = f"index page {page_no}"
 
@@ -503,7 +509,7 @@ class HashIndex:
                 raise fail(f"holds page {stored_no}, not page {page_no}")
             if capacity < MIN_CAPACITY or capacity & (capacity - 1) or capacity > MAX_CAPACITY:
                 raise fail(f"bad capacity {capacity}")
-            if not 1 <= spp <= capacity:
+            if spp < 1:
                 raise fail(f"bad slots per page {spp} for capacity {capacity}")
             if header is None:
                 header = (capacity, spp, epoch)
@@ -528,18 +534,15 @@ class HashIndex:
             start = page_no * spp
             end = min(start + spp, capacity)
             s = start
-            keys, values = index._keys, index._values
+            keys = index._keys
             while s < end:
                 tag = reader.byte()
                 if tag == _LIVE:
                     k = int.from_bytes(reader.take(8), "big")
                     v = reader.uvarint()
-                    if (k, v) in seen_pairs:
+                    if (k, v) in index._slot_of:
                         raise fail(f"duplicate pair ({k}, {v}) in slot {s}")
-                    seen_pairs.add((k, v))
-                    keys[s] = k
-                    values[s] = v
-                    index._live += 1
+                    index._place(s, k, v)
                     s += 1
                 elif tag in (_RUN_EMPTY, _RUN_TOMB):
                     n = reader.uvarint()

@@ -1,0 +1,214 @@
+"""The table log format and the table state: round trips, replay, checkpoints."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from discobase_core.codec import ATTACHMENT_LIMIT, CONTENT_LIMIT
+from discobase_core.errors import DatabaseCorruptionError, RecordTooLargeError
+from discobase_core.log import (
+    MAX_RECORD_BYTES,
+    Delete,
+    LogBlock,
+    Put,
+    decode_block,
+    encode_block,
+    is_discobase_message,
+    plan_commit,
+    read_blob,
+)
+from discobase_core.schema import TableSchema
+from discobase_core.state import SELF, TableState, read_checkpoint, read_pages
+
+
+class Pair(pydantic.BaseModel):
+    a: str
+    b: int
+
+
+SCHEMA = TableSchema.from_model("Pair", Pair)
+
+
+def new_state() -> TableState:
+    return TableState(table_schema=SCHEMA, fields=("a", "b"))
+
+
+def put(rid: int, a: int, b: int, payload: bytes = b"{}") -> Put:
+    return Put(rid, (a, b), payload)
+
+
+entries = st.lists(
+    st.one_of(
+        st.builds(put, st.integers(1, 50), st.integers(0, 5), st.integers(0, 2**64 - 1)),
+        st.builds(Delete, st.integers(1, 50)),
+    ),
+    max_size=40,
+)
+
+
+@given(entries, st.integers(1, 2**40), st.integers(0, 3))
+def test_block_round_trip(items: list[Put | Delete], commit: int, part: int) -> None:
+    block = LogBlock(commit, part, part + 1, tuple(items))
+    decoded, width = decode_block(encode_block(block, 2), where="test")
+    assert decoded == block
+    assert width == 2
+
+
+def test_small_commit_goes_inline_and_big_one_into_files() -> None:
+    [(block, small)] = plan_commit([put(1, 1, 2, b"x" * 100)], commit=1, width=2)
+    assert small.content is not None
+    assert len(small.content) <= CONTENT_LIMIT
+    assert not small.files
+    assert block.entries == (put(1, 1, 2, b"x" * 100),)
+    [(_, big)] = plan_commit([put(n, 1, 2, b"y" * 5000) for n in range(10)], commit=2, width=2)
+    assert big.content is None
+    assert [name for name, _ in big.files] == ["log-0.dscb"]
+    blob = read_blob("", list(big.files), where="test")
+    assert len(decode_block(blob, where="test")[0].entries) == 10
+
+
+def test_a_record_bigger_than_one_file_spans_files_of_one_message() -> None:
+    payload = b"z" * (ATTACHMENT_LIMIT + 10)
+    [(_, plan)] = plan_commit([put(1, 0, 0, payload)], commit=1, width=2)
+    assert [name for name, _ in plan.files] == ["log-0.dscb", "log-1.dscb"]
+    assert all(len(data) <= ATTACHMENT_LIMIT for _, data in plan.files)
+    reversed_files = list(reversed(plan.files))
+    block, _ = decode_block(read_blob("", reversed_files, where="t"), where="t")
+    assert block.entries[0] == put(1, 0, 0, payload)
+
+
+def test_a_commit_bigger_than_one_message_is_split_into_numbered_parts() -> None:
+    payload = b"q" * (MAX_RECORD_BYTES // 3 - 100)  # three fit in one message, four do not
+    planned = plan_commit([put(n, 0, 0, payload) for n in range(1, 5)], commit=7, width=2)
+    assert [(b.commit, b.part, b.parts) for b, _ in planned] == [(7, 0, 2), (7, 1, 2)]
+
+
+def test_oversize_record_is_refused_before_anything_is_planned() -> None:
+    with pytest.raises(RecordTooLargeError) as info:
+        plan_commit([put(1, 0, 0, b"w" * (MAX_RECORD_BYTES + 1))], commit=1, width=2)
+    assert info.value.details["limit"] == MAX_RECORD_BYTES
+
+
+def test_foreign_messages_are_recognised() -> None:
+    assert not is_discobase_message("hello, I am a person", [])
+    assert not is_discobase_message("", ["cat.png"])
+    [(_, plan)] = plan_commit([put(1, 1, 2)], commit=1, width=2)
+    assert plan.content is not None
+    assert is_discobase_message(plan.content, [])
+
+
+@given(st.binary(max_size=300))
+def test_garbage_blocks_raise_only_corruption(data: bytes) -> None:
+    with pytest.raises(DatabaseCorruptionError):
+        decode_block(data, where="garbage")
+
+
+def test_truncated_or_edited_block_is_detected() -> None:
+    blob = encode_block(LogBlock(1, 0, 1, (put(1, 2, 3, b"hello"),)), 2)
+    for broken in (blob[:-1], blob[:10], blob[:-3] + b"xyz"):
+        with pytest.raises(DatabaseCorruptionError) as info:
+            decode_block(broken, where="message 42")
+        assert "message 42" in str(info.value)
+
+
+# -- state ---------------------------------------------------------------------------------
+
+
+def model_apply(model: dict[int, tuple[int, int]], items: list[Put | Delete]) -> None:
+    for item in items:
+        if isinstance(item, Put):
+            model[item.rid] = (item.keys[0], item.keys[1])
+        else:
+            model.pop(item.rid, None)
+
+
+def assert_matches(state: TableState, model: dict[int, tuple[int, int]]) -> None:
+    assert state.rids() == sorted(model)
+    for a in range(6):
+        expected = sorted(rid for rid, keys in model.items() if keys[0] == a)
+        assert state.candidates({"a": a}) == expected
+    for rid, (a, b) in model.items():
+        assert rid in state.candidates({"a": a, "b": b})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(entries, max_size=6), st.booleans())
+def test_state_matches_a_dict_model_through_checkpoints(
+    commits: list[list[Put | Delete]], full: bool
+) -> None:
+    state = new_state()
+    model: dict[int, tuple[int, int]] = {}
+    message_id = 1000
+    pages_by_message: dict[int, dict[str, bytes]] = {}
+    for number, items in enumerate(commits, start=1):
+        message_id += 1
+        state.apply(message_id, LogBlock(number, 0, 1, tuple(items)))
+        model_apply(model, items)
+        assert_matches(state, model)
+        # Checkpoint after every commit, writing only dirty pages, and reload from them.
+        plan = state.plan_checkpoint(full=full)
+        page_ids = []
+        for blob in plan.page_blobs:
+            message_id += 1
+            pages_by_message[message_id] = read_pages(blob, where="t")
+            page_ids.append(message_id)
+        message_id += 1
+        manifest, own = read_checkpoint(plan.final_blob(page_ids), where="t")
+        pages_by_message[message_id] = own
+        state.finish_checkpoint(plan, page_ids, message_id)
+        assert not state.dirty()
+        assert set(manifest.refs.values()) <= {SELF, *pages_by_message}
+        loaded = TableState.from_checkpoint(manifest, message_id, pages_by_message, where="t")
+        assert_matches(loaded, model)
+        assert loaded.directory == state.directory
+        assert loaded.next_rid >= max(model, default=0) + 1
+
+
+def test_checkpoint_writes_only_touched_pages() -> None:
+    state = new_state()
+    state.apply(1, LogBlock(1, 0, 1, tuple(put(rid, rid, rid) for rid in range(1, 3000))))
+    first = state.plan_checkpoint()
+    state.finish_checkpoint(first, [], 2)
+    state.apply(3, LogBlock(2, 0, 1, (put(5, 99, 99),)))
+    second = state.plan_checkpoint()
+    written = set(second.written)
+    assert "d:0" in written
+    assert "d:1" not in written
+    assert len(written) < len(first.written) // 4
+
+
+def test_replay_ignores_an_unfinished_commit() -> None:
+    state = new_state()
+    blocks = [
+        (1, LogBlock(1, 0, 1, (put(1, 1, 1),))),
+        (2, LogBlock(2, 0, 2, (put(2, 2, 2),))),  # part 1 of commit 2 never arrived
+        (3, LogBlock(3, 0, 2, (put(3, 3, 3),))),
+        (4, LogBlock(3, 1, 2, (put(4, 4, 4),))),
+        (5, LogBlock(4, 0, 2, (put(5, 5, 5),))),  # the crash: last commit half-written
+    ]
+    assert state.replay(blocks) == [2, 5]
+    assert state.rids() == [1, 3, 4]
+    assert state.next_commit == 5  # the unfinished commits' numbers are never reused
+
+
+def test_put_of_an_existing_id_moves_its_index_entries() -> None:
+    state = new_state()
+    state.apply(1, LogBlock(1, 0, 1, (put(1, 10, 20), put(2, 10, 21))))
+    state.apply(2, LogBlock(2, 0, 1, (put(1, 11, 20),)))
+    assert state.candidates({"a": 10}) == [2]
+    assert state.candidates({"a": 11}) == [1]
+    assert state.candidates({"a": 10, "b": 20}) == []
+    loc = state.location(1)
+    assert loc is not None
+    assert (loc.message_id, loc.entry) == (2, 0)
+
+
+def test_added_field_gets_the_default_key_for_old_records() -> None:
+    state = new_state()
+    state.apply(1, LogBlock(1, 0, 1, (put(1, 10, 20), put(2, 11, 21))))
+    state.add_field("c", 777)
+    assert state.fields == ("a", "b", "c")
+    assert state.candidates({"c": 777}) == [1, 2]
