@@ -44,6 +44,7 @@ import pydantic
 from pydantic_core import PydanticSerializationError
 
 from discobase_core.errors import DatabaseCorruptionError, InvalidRecordError, RecordTooLargeError
+from discobase_core.hashing import canonical_bytes, check_supported
 
 __all__ = [
     "ARMOR_PREFIX",
@@ -222,6 +223,7 @@ class RecordCodec(Generic[M]):
     """
 
     def __init__(self, model_cls: type[M], *, table: str | None = None) -> None:
+        check_supported(model_cls)
         self.model_cls = model_cls
         self.table = table or model_cls.__name__
         self._validate_json = model_cls.__pydantic_validator__.validate_json
@@ -236,7 +238,7 @@ class RecordCodec(Generic[M]):
                 reason="wrong type",
             )
         try:
-            return record.__pydantic_serializer__.to_json(record, warnings="error")
+            data = record.__pydantic_serializer__.to_json(record, warnings="error")
         except PydanticSerializationError as exc:
             raise InvalidRecordError(
                 f"a {self.table} record holds a value that does not match its field type: {exc}",
@@ -244,6 +246,26 @@ class RecordCodec(Generic[M]):
                 table=self.table,
                 reason=str(exc),
             ) from None
+        if b"null" in data:
+            # pydantic dumps inf and NaN as null by default: make sure the bytes read back
+            # as this very record before they are ever written.
+            self._check_round_trip(record, data)
+        return data
+
+    def _check_round_trip(self, record: M, data: bytes) -> None:
+        try:
+            back = self._validate_json(data)
+            same = canonical_bytes(back) == canonical_bytes(record)
+        except pydantic.ValidationError:
+            same = False
+        if not same:
+            raise InvalidRecordError(
+                f"a {self.table} record does not survive JSON: a value (inf or NaN?) is "
+                "dumped as null",
+                hint="set model_config = ConfigDict(ser_json_inf_nan='constants') on the table",
+                table=self.table,
+                reason="JSON round trip changes the record",
+            )
 
     def encode_many(self, records: Iterable[M]) -> list[bytes]:
         """``[encode(r) for r in records]``."""
