@@ -1,0 +1,132 @@
+"""`EmulatorControl`: an aiohttp client for the control API, usable from another process."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+
+class EmulatorControl:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _call(self, method: str, path: str, body: Any = None, **params: str) -> Any:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        async with self._session.request(
+            method, self.url + "/_emu" + path, json=body, params=params or None
+        ) as resp:
+            data = await resp.json(content_type=None)
+            if resp.status >= 400:
+                raise RuntimeError(f"emulator control {method} {path}: {resp.status} {data}")
+            return data
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> EmulatorControl:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call("GET", "/health")
+        return out
+
+    async def reset(self) -> None:
+        await self._call("POST", "/reset", {})
+
+    async def add_token(self, token: str, name: str = "bot") -> dict[str, Any]:
+        out: dict[str, Any] = await self._call("POST", "/tokens", {"token": token, "name": name})
+        return out
+
+    async def create_guild(self, name: str, members: Sequence[str] = ()) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call(
+            "POST", "/guilds", {"name": name, "members": list(members)}
+        )
+        return out
+
+    async def create_channel(self, guild_id: str | int, name: str, type: int = 0) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call(
+            "POST", f"/guilds/{guild_id}/channels", {"name": name, "type": type}
+        )
+        return out
+
+    async def mark(self) -> str:
+        return str((await self._call("POST", "/mark", {}))["mark"])
+
+    async def metrics(self, since: str | None = None) -> dict[str, Any]:
+        params = {"since": since} if since is not None else {}
+        out: dict[str, Any] = await self._call("GET", "/metrics", **params)
+        return out
+
+    async def age_messages(self, seconds: float) -> None:
+        await self._call("POST", "/age", {"seconds": seconds})
+
+    async def set_profile(self, profile: str) -> None:
+        await self._call("POST", "/profile", {"profile": profile})
+
+    async def set_attachment_ttl(self, seconds: float) -> None:
+        await self._call("POST", "/attachment-ttl", {"seconds": seconds})
+
+    async def post_as_user(
+        self, channel_id: str | int, content: str, username: str = "someone"
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call(
+            "POST",
+            f"/channels/{channel_id}/user-messages",
+            {"content": content, "username": username},
+        )
+        return out
+
+    async def seed_messages(
+        self,
+        channel_id: str | int,
+        contents: list[str],
+        *,
+        age_seconds: float = 0.0,
+        author: str = "bot",
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = await self._call(
+            "POST",
+            f"/channels/{channel_id}/seed",
+            {"contents": contents, "age_seconds": age_seconds, "author": author},
+        )
+        return out
+
+    async def faults(
+        self,
+        error_rate: float = 0.0,
+        statuses: Sequence[int] = (500, 502, 503),
+        latency: float = 0.0,
+        storm_429: float = 0.0,
+        *,
+        storm_retry_after: float = 0.05,
+        gateway_disconnect: bool = False,
+        gateway_reconnect: bool = False,
+        invalid_session: bool = False,
+        resumable: bool = False,
+    ) -> dict[str, Any]:
+        """Set REST faults (they persist until changed) and fire one-shot gateway triggers."""
+        out: dict[str, Any] = await self._call(
+            "POST",
+            "/faults",
+            {
+                "error_rate": error_rate,
+                "statuses": list(statuses),
+                "latency": latency,
+                "storm_429": storm_429,
+                "storm_retry_after": storm_retry_after,
+                "gateway_disconnect": gateway_disconnect,
+                "gateway_reconnect": gateway_reconnect,
+                "invalid_session": invalid_session,
+                "resumable": resumable,
+            },
+        )
+        return out

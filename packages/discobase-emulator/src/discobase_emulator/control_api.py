@@ -1,0 +1,208 @@
+"""The control API under /_emu: reset, seeding, ageing, profiles, faults and metrics.
+
+It is outside auth and rate limits and is not counted in the REST metrics, so tests and
+benchmarks can arrange and observe a scenario without disturbing what they measure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from .core import CORE, RESET, Core
+from .errors import APIError, json_response, unknown_channel, unknown_guild
+from .models import guild_json, user_json
+from .state import channel_defaults
+from .store import User
+
+routes = web.RouteTableDef()
+
+
+def _core(request: web.Request) -> Core:
+    return request.app[CORE]
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    data = await request.json()
+    if not isinstance(data, dict):
+        raise APIError(400, 0, "expected a JSON object")
+    return data
+
+
+def _bot_for(core: Core, guild_id: int) -> User:
+    guild = core.state.store.guilds[guild_id]
+    for uid in guild.members:
+        user = core.state.store.users[uid]
+        if user.bot:
+            return user
+    raise APIError(400, 0, "no bot is a member of this guild")
+
+
+@routes.get("/_emu/health")
+async def health(request: web.Request) -> web.Response:
+    return json_response({"ok": True, "profile": _core(request).limiter.profile})
+
+
+@routes.post("/_emu/reset")
+async def reset(request: web.Request) -> web.Response:
+    await request.app[RESET]()
+    return json_response({"ok": True})
+
+
+@routes.post("/_emu/tokens")
+async def add_token(request: web.Request) -> web.Response:
+    core = _core(request)
+    body = await _body(request)
+    user = core.state.add_bot(str(body["token"]), str(body.get("name") or "bot"))
+    return json_response(user_json(user))
+
+
+@routes.post("/_emu/guilds")
+async def create_guild(request: web.Request) -> web.Response:
+    core = _core(request)
+    body = await _body(request)
+    members = []
+    for token in body.get("members") or []:
+        user = core.state.store.tokens.get(str(token))
+        if user is None:
+            raise APIError(400, 0, f"unknown token {token!r}")
+        members.append(user.id)
+    guild = core.state.create_guild(str(body["name"]), members)
+    out = guild_json(guild)
+    out["channels"] = [
+        core.state.channel(c) for c in core.state.store.channels.values() if c.guild_id == guild.id
+    ]
+    return json_response(out)
+
+
+@routes.post(r"/_emu/guilds/{guild_id:\d+}/channels")
+async def create_channel(request: web.Request) -> web.Response:
+    core = _core(request)
+    guild = core.state.store.guilds.get(int(request.match_info["guild_id"]))
+    if guild is None:
+        raise unknown_guild()
+    body = await _body(request)
+    ctype = int(body.get("type") or 0)
+    channel = core.state.create_channel(guild, ctype, channel_defaults(str(body["name"]), ctype))
+    return json_response(core.state.channel(channel))
+
+
+@routes.post("/_emu/mark")
+async def mark(request: web.Request) -> web.Response:
+    return json_response({"mark": _core(request).metrics.mark()})
+
+
+@routes.get("/_emu/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    since = request.query.get("since")
+    core = _core(request)
+    if since is not None and since not in core.metrics.marks:
+        raise APIError(404, 0, f"unknown mark {since!r}")
+    return json_response(core.metrics.since(since))
+
+
+@routes.post("/_emu/age")
+async def age(request: web.Request) -> web.Response:
+    body = await _body(request)
+    _core(request).state.age(float(body["seconds"]))
+    return json_response({"ok": True})
+
+
+@routes.post("/_emu/profile")
+async def profile(request: web.Request) -> web.Response:
+    body = await _body(request)
+    try:
+        _core(request).limiter.set_profile(str(body["profile"]))
+    except ValueError as err:
+        raise APIError(400, 0, str(err)) from None
+    return json_response({"ok": True})
+
+
+@routes.post("/_emu/attachment-ttl")
+async def attachment_ttl(request: web.Request) -> web.Response:
+    body = await _body(request)
+    _core(request).state.signer.ttl = float(body["seconds"])
+    return json_response({"ok": True})
+
+
+@routes.post(r"/_emu/channels/{channel_id:\d+}/user-messages")
+async def post_as_user(request: web.Request) -> web.Response:
+    core = _core(request)
+    channel = core.state.store.channels.get(int(request.match_info["channel_id"]))
+    if channel is None:
+        raise unknown_channel()
+    body = await _body(request)
+    user = core.state.human(str(body.get("username") or "someone"))
+    guild = core.state.store.guilds[channel.guild_id]
+    core.state.join(guild, user)
+    msg = core.state.create_message(channel, user, str(body.get("content") or ""), {"type": 0})
+    return json_response(core.state.message(msg))
+
+
+@routes.post(r"/_emu/channels/{channel_id:\d+}/seed")
+async def seed(request: web.Request) -> web.Response:
+    core = _core(request)
+    channel = core.state.store.channels.get(int(request.match_info["channel_id"]))
+    if channel is None:
+        raise unknown_channel()
+    body = await _body(request)
+    contents = [str(c) for c in body.get("contents") or []]
+    age_s = float(body.get("age_seconds") or 0.0)
+    if body.get("author", "bot") == "user":
+        guild = core.state.store.guilds[channel.guild_id]
+        author = core.state.store.users[guild.owner_id or _bot_for(core, guild.id).id]
+    else:
+        author = _bot_for(core, channel.guild_id)
+    start = time.time() - age_s
+    out = []
+    for i, content in enumerate(contents):
+        mid = core.state.ids.at(start + i * 0.001) if age_s > 0 else None
+        msg = core.state.create_message(
+            channel, author, content, {"type": 0}, message_id=mid, dispatch=False
+        )
+        out.append(core.state.message(msg))
+    return json_response(out)
+
+
+@routes.post("/_emu/faults")
+async def faults(request: web.Request) -> web.Response:
+    core = _core(request)
+    body = await _body(request)
+    f = core.faults
+    f.error_rate = float(body.get("error_rate", 0.0))
+    f.statuses = tuple(int(s) for s in body.get("statuses", (500, 502, 503)))
+    f.latency = float(body.get("latency", 0.0))
+    f.storm_429 = float(body.get("storm_429", 0.0))
+    f.storm_retry_after = float(body.get("storm_retry_after", 0.05))
+    done: dict[str, int] = {}
+    if body.get("gateway_disconnect"):
+        done["disconnected"] = await core.state.gateway.close_all(4000)
+    if body.get("gateway_reconnect"):
+        done["reconnect"] = await core.state.gateway.send_op(7, None)
+    if body.get("invalid_session"):
+        done["invalid_session"] = await core.state.gateway.send_op(
+            9, bool(body.get("resumable", False))
+        )
+    return json_response({"ok": True, **done})
+
+
+@web.middleware
+async def control_errors(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """Control answers are JSON even on mistakes (KeyError for a missing field gives 400)."""
+    if not request.path.startswith("/_emu/"):
+        resp: web.StreamResponse = await handler(request)
+        return resp
+    try:
+        return await handler(request)
+    except APIError as err:
+        return err.response()
+    except (KeyError, ValueError, TypeError) as err:
+        return json_response({"message": f"bad control request: {err!r}", "code": 0}, 400)

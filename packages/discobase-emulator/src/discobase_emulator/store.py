@@ -1,0 +1,397 @@
+"""SQLite persistence: every change is committed before the HTTP answer is sent.
+
+Users, guilds, members and channels are few and are read on every request, so they live in
+memory (loaded at start) and are written through; messages and attachment bytes live only in
+SQLite. Without a data folder the database is `:memory:`. With one it runs in WAL mode with
+synchronous=NORMAL, which survives a killed process (kill -9) once `commit()` has returned.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users(
+    id INTEGER PRIMARY KEY, token TEXT UNIQUE, username TEXT NOT NULL, bot INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS guilds(id INTEGER PRIMARY KEY, name TEXT NOT NULL, owner_id INTEGER);
+CREATE TABLE IF NOT EXISTS members(
+    guild_id INTEGER NOT NULL, user_id INTEGER NOT NULL, joined_ms INTEGER NOT NULL,
+    PRIMARY KEY(guild_id, user_id));
+CREATE TABLE IF NOT EXISTS channels(
+    id INTEGER PRIMARY KEY, guild_id INTEGER NOT NULL, type INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages(
+    id INTEGER PRIMARY KEY, channel_id INTEGER NOT NULL, author_id INTEGER NOT NULL,
+    content TEXT NOT NULL, nonce TEXT, pinned_ms INTEGER, edited_ms INTEGER, extra TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_by_channel ON messages(channel_id, id);
+CREATE INDEX IF NOT EXISTS messages_by_nonce ON messages(author_id, nonce) WHERE nonce IS NOT NULL;
+CREATE TABLE IF NOT EXISTS attachments(
+    id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL, channel_id INTEGER NOT NULL,
+    position INTEGER NOT NULL, filename TEXT NOT NULL, content_type TEXT, size INTEGER NOT NULL,
+    description TEXT, data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS attachments_by_message ON attachments(message_id);
+"""
+
+
+@dataclass
+class User:
+    id: int
+    username: str
+    bot: bool
+    token: str | None = None
+
+
+@dataclass
+class Guild:
+    id: int
+    name: str
+    owner_id: int | None
+    members: dict[int, int] = field(default_factory=dict)  # user id -> joined at (unix ms)
+
+
+@dataclass
+class Channel:
+    id: int
+    guild_id: int
+    type: int
+    data: dict[str, Any]
+
+    @property
+    def is_thread(self) -> bool:
+        return self.type in (10, 11, 12)
+
+
+@dataclass
+class Attachment:
+    id: int
+    message_id: int
+    channel_id: int
+    position: int
+    filename: str
+    content_type: str | None
+    size: int
+    description: str | None
+
+
+@dataclass
+class Message:
+    id: int
+    channel_id: int
+    author_id: int
+    content: str
+    nonce: str | None
+    pinned_ms: int | None
+    edited_ms: int | None
+    extra: dict[str, Any]
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+_MSG_COLS = "id, channel_id, author_id, content, nonce, pinned_ms, edited_ms, extra"
+_ATT_COLS = "id, message_id, channel_id, position, filename, content_type, size, description"
+
+
+def _message(row: tuple[Any, ...]) -> Message:
+    return Message(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]))
+
+
+class Store:
+    """Tables plus in-memory mirrors of the small ones (users, guilds, channels)."""
+
+    def __init__(self, data_dir: Path | None) -> None:
+        self.data_dir = data_dir
+        if data_dir is None:
+            self.db = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(data_dir / "discord.sqlite3"), check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self.db.commit()
+        self.users: dict[int, User] = {}
+        self.tokens: dict[str, User] = {}
+        self.guilds: dict[int, Guild] = {}
+        self.channels: dict[int, Channel] = {}
+        self._load()
+
+    def _load(self) -> None:
+        self.users.clear()
+        self.tokens.clear()
+        self.guilds.clear()
+        self.channels.clear()
+        for uid, token, username, bot in self.db.execute(
+            "SELECT id, token, username, bot FROM users"
+        ):
+            user = User(uid, username, bool(bot), token)
+            self.users[uid] = user
+            if token is not None:
+                self.tokens[token] = user
+        for gid, name, owner in self.db.execute("SELECT id, name, owner_id FROM guilds"):
+            self.guilds[gid] = Guild(gid, name, owner)
+        for gid, uid, joined in self.db.execute("SELECT guild_id, user_id, joined_ms FROM members"):
+            if gid in self.guilds:
+                self.guilds[gid].members[uid] = joined
+        for cid, gid, ctype, data in self.db.execute(
+            "SELECT id, guild_id, type, data FROM channels"
+        ):
+            self.channels[cid] = Channel(cid, gid, ctype, json.loads(data))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def max_id(self) -> int:
+        """The largest id ever stored, so a restarted generator never reuses one."""
+        best = 0
+        for table in ("users", "guilds", "channels", "messages", "attachments"):
+            row = self.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()
+            if row and row[0] is not None:
+                best = max(best, int(row[0]))
+        return best
+
+    def wipe(self) -> None:
+        """Delete everything except `meta` (the signing key survives a reset)."""
+        for table in ("users", "guilds", "members", "channels", "messages", "attachments"):
+            self.db.execute(f"DELETE FROM {table}")
+        self.db.commit()
+        self._load()
+
+    # meta
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # users, guilds, members, channels (write-through)
+    def put_user(self, user: User) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO users(id, token, username, bot) VALUES (?, ?, ?, ?)",
+            (user.id, user.token, user.username, int(user.bot)),
+        )
+        self.users[user.id] = user
+        if user.token is not None:
+            self.tokens[user.token] = user
+
+    def put_guild(self, guild: Guild) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO guilds(id, name, owner_id) VALUES (?, ?, ?)",
+            (guild.id, guild.name, guild.owner_id),
+        )
+        self.guilds[guild.id] = guild
+
+    def put_member(self, guild: Guild, user_id: int, joined_ms: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO members(guild_id, user_id, joined_ms) VALUES (?, ?, ?)",
+            (guild.id, user_id, joined_ms),
+        )
+        guild.members[user_id] = joined_ms
+
+    def delete_guild(self, guild_id: int) -> None:
+        for cid in [c.id for c in self.channels.values() if c.guild_id == guild_id]:
+            self.delete_channel(cid)
+        self.db.execute("DELETE FROM members WHERE guild_id = ?", (guild_id,))
+        self.db.execute("DELETE FROM guilds WHERE id = ?", (guild_id,))
+        self.guilds.pop(guild_id, None)
+
+    def put_channel(self, channel: Channel) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO channels(id, guild_id, type, data) VALUES (?, ?, ?, ?)",
+            (channel.id, channel.guild_id, channel.type, json.dumps(channel.data)),
+        )
+        self.channels[channel.id] = channel
+
+    def delete_channel(self, channel_id: int) -> None:
+        self.db.execute("DELETE FROM attachments WHERE channel_id = ?", (channel_id,))
+        self.db.execute("DELETE FROM messages WHERE channel_id = ?", (channel_id,))
+        self.db.execute("DELETE FROM channels WHERE id = ?", (channel_id,))
+        self.channels.pop(channel_id, None)
+
+    # messages
+    def insert_message(self, msg: Message) -> None:
+        self.db.execute(
+            f"INSERT INTO messages({_MSG_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                msg.id,
+                msg.channel_id,
+                msg.author_id,
+                msg.content,
+                msg.nonce,
+                msg.pinned_ms,
+                msg.edited_ms,
+                json.dumps(msg.extra),
+            ),
+        )
+
+    def update_message(self, msg: Message) -> None:
+        self.db.execute(
+            "UPDATE messages SET content = ?, pinned_ms = ?, edited_ms = ?, extra = ? WHERE id = ?",
+            (msg.content, msg.pinned_ms, msg.edited_ms, json.dumps(msg.extra), msg.id),
+        )
+
+    def delete_messages(self, ids: list[int]) -> None:
+        marks = ",".join("?" * len(ids))
+        self.db.execute(f"DELETE FROM attachments WHERE message_id IN ({marks})", ids)
+        self.db.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids)
+
+    def get_message(self, channel_id: int, message_id: int) -> Message | None:
+        row = self.db.execute(
+            f"SELECT {_MSG_COLS} FROM messages WHERE id = ? AND channel_id = ?",
+            (message_id, channel_id),
+        ).fetchone()
+        if row is None:
+            return None
+        msg = _message(row)
+        self._attach([msg])
+        return msg
+
+    def existing_ids(self, channel_id: int, ids: list[int]) -> list[int]:
+        marks = ",".join("?" * len(ids))
+        rows = self.db.execute(
+            f"SELECT id FROM messages WHERE channel_id = ? AND id IN ({marks})",
+            [channel_id, *ids],
+        )
+        return [int(r[0]) for r in rows]
+
+    def find_nonce(self, author_id: int, nonce: str, min_id: int) -> Message | None:
+        row = self.db.execute(
+            f"SELECT {_MSG_COLS} FROM messages WHERE author_id = ? AND nonce = ? AND id >= ? "
+            "ORDER BY id DESC LIMIT 1",
+            (author_id, nonce, min_id),
+        ).fetchone()
+        if row is None:
+            return None
+        msg = _message(row)
+        self._attach([msg])
+        return msg
+
+    def history(
+        self,
+        channel_id: int,
+        limit: int,
+        before: int | None = None,
+        after: int | None = None,
+        around: int | None = None,
+    ) -> list[Message]:
+        """Newest first, whatever the mode (Discord's order for before, after and around)."""
+        q = f"SELECT {_MSG_COLS} FROM messages WHERE channel_id = ?"
+        if around is not None:
+            older_n = limit // 2
+            newer = self.db.execute(
+                q + " AND id >= ? ORDER BY id ASC LIMIT ?", (channel_id, around, limit - older_n)
+            ).fetchall()
+            older = self.db.execute(
+                q + " AND id < ? ORDER BY id DESC LIMIT ?", (channel_id, around, older_n)
+            ).fetchall()
+            rows = list(reversed(newer)) + older
+        elif before is not None:
+            rows = self.db.execute(
+                q + " AND id < ? ORDER BY id DESC LIMIT ?", (channel_id, before, limit)
+            ).fetchall()
+        elif after is not None:
+            rows = self.db.execute(
+                q + " AND id > ? ORDER BY id ASC LIMIT ?", (channel_id, after, limit)
+            ).fetchall()
+            rows.reverse()
+        else:
+            rows = self.db.execute(q + " ORDER BY id DESC LIMIT ?", (channel_id, limit)).fetchall()
+        msgs = [_message(r) for r in rows]
+        self._attach(msgs)
+        return msgs
+
+    def last_message_id(self, channel_id: int) -> int | None:
+        row = self.db.execute(
+            "SELECT MAX(id) FROM messages WHERE channel_id = ?", (channel_id,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def pinned(self, channel_id: int) -> list[Message]:
+        """Pinned messages, most recently pinned first."""
+        rows = self.db.execute(
+            f"SELECT {_MSG_COLS} FROM messages WHERE channel_id = ? AND pinned_ms IS NOT NULL "
+            "ORDER BY pinned_ms DESC, id DESC",
+            (channel_id,),
+        ).fetchall()
+        msgs = [_message(r) for r in rows]
+        self._attach(msgs)
+        return msgs
+
+    def count_pins(self, channel_id: int) -> int:
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM messages WHERE channel_id = ? AND pinned_ms IS NOT NULL",
+            (channel_id,),
+        ).fetchone()
+        return int(row[0])
+
+    def count_messages(self, channel_id: int) -> int:
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM messages WHERE channel_id = ?", (channel_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def age(self, shift_ms: int) -> None:
+        """Make every message `shift_ms` older: ids, edit and pin times move together."""
+        shift = shift_ms << 22
+        self.db.execute("UPDATE messages SET id = -(id - ?)", (shift,))
+        self.db.execute("UPDATE messages SET id = -id")
+        self.db.execute(
+            "UPDATE messages SET edited_ms = edited_ms - ? WHERE edited_ms IS NOT NULL", (shift_ms,)
+        )
+        self.db.execute(
+            "UPDATE messages SET pinned_ms = pinned_ms - ? WHERE pinned_ms IS NOT NULL", (shift_ms,)
+        )
+        self.db.execute("UPDATE attachments SET message_id = message_id - ?", (shift,))
+
+    # attachments
+    def _attach(self, msgs: list[Message]) -> None:
+        with_files = [m for m in msgs if m.extra.get("has_files")]
+        if not with_files:
+            return
+        by_id = {m.id: m for m in with_files}
+        marks = ",".join("?" * len(by_id))
+        rows = self.db.execute(
+            f"SELECT {_ATT_COLS} FROM attachments WHERE message_id IN ({marks}) "
+            "ORDER BY message_id, position",
+            list(by_id),
+        )
+        for row in rows:
+            by_id[row[1]].attachments.append(Attachment(*row))
+
+    def insert_attachment(self, att: Attachment, data: bytes) -> None:
+        self.db.execute(
+            f"INSERT INTO attachments({_ATT_COLS}, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                att.id,
+                att.message_id,
+                att.channel_id,
+                att.position,
+                att.filename,
+                att.content_type,
+                att.size,
+                att.description,
+                data,
+            ),
+        )
+
+    def reposition_attachment(self, attachment_id: int, position: int) -> None:
+        self.db.execute(
+            "UPDATE attachments SET position = ? WHERE id = ?", (position, attachment_id)
+        )
+
+    def delete_attachments(self, ids: list[int]) -> None:
+        marks = ",".join("?" * len(ids))
+        self.db.execute(f"DELETE FROM attachments WHERE id IN ({marks})", ids)
+
+    def attachment_bytes(self, channel_id: int, attachment_id: int, filename: str) -> bytes | None:
+        row = self.db.execute(
+            "SELECT data FROM attachments WHERE id = ? AND channel_id = ? AND filename = ?",
+            (attachment_id, channel_id, filename),
+        ).fetchone()
+        return None if row is None else bytes(row[0])
