@@ -16,13 +16,13 @@ from discobase_emulator import Emulator, EmulatorControl, point_discord_at, use_
 async def test_patch_helper_is_reversible(emulator: Emulator) -> None:
     before = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
     restore = point_discord_at(emulator.url)
-    assert discord.http.Route.BASE == emulator.api_url
+    assert emulator.api_url == discord.http.Route.BASE
     assert str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == emulator.gateway_url
     restore()
-    assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == before
+    assert before == (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
     with use_emulator(emulator.url):
-        assert discord.http.Route.BASE == emulator.api_url
-    assert discord.http.Route.BASE == before[0]
+        assert emulator.api_url == discord.http.Route.BASE
+    assert before[0] == discord.http.Route.BASE
 
 
 async def test_tokens_guilds_and_reset(emulator: Emulator, login: Any) -> None:
@@ -37,11 +37,13 @@ async def test_tokens_guilds_and_reset(emulator: Emulator, login: Any) -> None:
             assert [g.name for g in bot.guilds] == ["shared"]
             assert str(bot.guilds[0].id) == guild["id"]
         await ctl.reset()
-        async with aiohttp.ClientSession() as session:
-            async with session.get(
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
                 emulator.api_url + "/users/@me", headers={"Authorization": "Bot second"}
-            ) as resp:
-                assert resp.status == 401
+            ) as resp,
+        ):
+            assert resp.status == 401
         metrics = await ctl.metrics()
         assert metrics["requests"] == 1
     finally:
