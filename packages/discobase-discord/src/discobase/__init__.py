@@ -1,3 +1,55 @@
-"""discobase: use a Discord server as a database."""
+"""discobase: use a Discord server as a database.
+
+import discobase
+
+db = discobase.Database("My discord database")
+
+@db.table
+class User(discobase.Table):
+    name: str
+    password: str
+
+async def main():
+    async with db.conn("My bot token..."):
+        await User(name="Peter", password="foobar").save()
+        users = await User.find(name="Peter")
+"""
+
+from discobase.database import REQUIRED_PERMISSIONS, Database
+from discobase.table import Table
+from discobase_core.errors import (
+    ConnectionFailedError,
+    DatabaseCorruptionError,
+    DatabaseStorageError,
+    DatabaseTableError,
+    DiscobaseError,
+    DiscordUnavailableError,
+    GuildNotFoundError,
+    MultipleResultsError,
+    NotFoundError,
+    QueryError,
+    RecordTooLargeError,
+    SchemaChangeError,
+    UnsupportedTypeError,
+)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "REQUIRED_PERMISSIONS",
+    "ConnectionFailedError",
+    "Database",
+    "DatabaseCorruptionError",
+    "DatabaseStorageError",
+    "DatabaseTableError",
+    "DiscobaseError",
+    "DiscordUnavailableError",
+    "GuildNotFoundError",
+    "MultipleResultsError",
+    "NotFoundError",
+    "QueryError",
+    "RecordTooLargeError",
+    "SchemaChangeError",
+    "Table",
+    "UnsupportedTypeError",
+]

@@ -1,0 +1,458 @@
+"""One table on Discord: its channel's log, a group-committing writer, and a block cache.
+
+Writes are appended to the table's channel as log blocks (discobase_core.log). Concurrent
+writes share commits: a single writer task takes everything queued, writes it in as few
+messages as Discord's limits allow, and only then applies it to the in-memory state and
+resolves each caller's future, so `await save()` returns once the record is durable.
+Every `CHECKPOINT_EVERY` log messages (and at close) the writer appends a checkpoint of the
+index (discobase_core.state), so opening a table reads one history page and a few index
+pages, never every record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import discord
+
+from discobase._discord_io import ChannelIO, kind_of
+from discobase_core.codec import RecordCodec, unseal
+from discobase_core.errors import (
+    DatabaseCorruptionError,
+    DatabaseTableError,
+    DiscobaseError,
+    NotFoundError,
+    RecordTooLargeError,
+)
+from discobase_core.hashing import FieldHasher, canonical_bytes
+from discobase_core.log import (
+    MAX_RECORD_BYTES,
+    Delete,
+    Entry,
+    LogBlock,
+    Put,
+    decode_block,
+    plan_blob,
+    plan_commit,
+)
+from discobase_core.schema import TableSchema, check_compatible
+from discobase_core.state import TableState, read_checkpoint, read_pages
+
+if TYPE_CHECKING:
+    from discobase.table import Table
+
+__all__ = ["CHECKPOINT_EVERY", "TableStore"]
+
+log = logging.getLogger("discobase")
+
+R = TypeVar("R", bound="Table")
+
+CHECKPOINT_EVERY = 64  # log messages between checkpoints: bounds the replay at open
+_BATCH_BYTES = MAX_RECORD_BYTES  # one commit fits one message whenever it can
+_FETCH_CONCURRENCY = 8
+_Payloads = tuple[bytes | None, ...]
+
+
+@dataclass(eq=False)
+class _Op:
+    entry: Entry
+    record: Table | None
+    future: asyncio.Future[int] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    @property
+    def size(self) -> int:
+        return 64 + (len(self.entry.payload) if isinstance(self.entry, Put) else 0)
+
+
+class _BlockCache:
+    """Decoded log blocks by message id, least recently used first out, bounded in bytes."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.size = 0
+        self._blocks: OrderedDict[int, _Payloads] = OrderedDict()
+
+    def get(self, message_id: int) -> _Payloads | None:
+        payloads = self._blocks.get(message_id)
+        if payloads is not None:
+            self._blocks.move_to_end(message_id)
+        return payloads
+
+    def put(self, message_id: int, block: LogBlock) -> None:
+        payloads = tuple(e.payload if isinstance(e, Put) else None for e in block.entries)
+        old = self._blocks.pop(message_id, None)
+        if old is not None:
+            self.size -= _weight(old)
+        self._blocks[message_id] = payloads
+        self.size += _weight(payloads)
+        while self.size > self.budget and len(self._blocks) > 1:
+            _, evicted = self._blocks.popitem(last=False)
+            self.size -= _weight(evicted)
+
+
+def _weight(payloads: _Payloads) -> int:
+    return sum(len(p) for p in payloads if p is not None) + 16 * len(payloads)
+
+
+class TableStore(Generic[R]):
+    """The storage of one table; see the module docstring."""
+
+    def __init__(
+        self, model: type[R], name: str, channel_io: ChannelIO, *, cache_bytes: int
+    ) -> None:
+        self.model = model
+        self.name = name
+        self.io = channel_io
+        self.hasher: FieldHasher[R] = FieldHasher(model)
+        self.codec: RecordCodec[R] = RecordCodec(model, table=name)
+        self.schema = TableSchema.from_model(name, model)
+        self.state = TableState(table_schema=self.schema, fields=self.hasher.fields)
+        self._queue: list[_Op] = []
+        self._pending_rids: dict[int, int] = {}
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self._cache = _BlockCache(cache_bytes)
+        self._loading: dict[int, asyncio.Future[_Payloads]] = {}
+        self._tail_messages = 0
+        self.notes: list[str] = []
+
+    # -- opening ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Load the latest checkpoint, replay the log after it, reconcile the schema."""
+        tail: list[tuple[discord.Message, bytes | None]] = []
+        checkpoint: tuple[discord.Message, bytes] | None = None
+        foreign = 0
+        async for message in self.io.history():
+            if not self.io.is_ours(message):
+                foreign += 1
+                continue
+            kind = kind_of(message)
+            blob: bytes | None = None
+            if kind is None:
+                blob = await self.io.read(message)
+                kind, _ = unseal(blob, where=self.io.where(message.id))
+            if kind == "ckpt":
+                checkpoint = (message, blob or await self.io.read(message))
+                break
+            if kind == "log":
+                tail.append((message, blob))
+            elif kind != "pages":
+                raise DatabaseCorruptionError(
+                    f"{self.io.where(message.id)} holds a {kind!r} blob this version of "
+                    "discobase does not know; was it written by a newer version?",
+                    where=self.io.where(message.id),
+                    reason="unknown kind",
+                )
+        if foreign:
+            log.info("table %s: ignored %d foreign messages in its channel", self.name, foreign)
+        if checkpoint is not None:
+            await self._load_checkpoint(*checkpoint)
+        await self._replay(list(reversed(tail)))
+        changed = self._reconcile_schema()
+        if checkpoint is None or changed:
+            await self._checkpoint()
+        self._writer = asyncio.create_task(self._write_loop(), name=f"discobase-writer-{self.name}")
+
+    async def _load_checkpoint(self, message: discord.Message, blob: bytes) -> None:
+        where = self.io.where(message.id)
+        manifest, pages = read_checkpoint(blob, where=where)
+        pages_by_message: dict[int, Mapping[str, bytes]] = {message.id: pages}
+        others = {mid for mid in manifest.refs.values() if mid not in (0, message.id)}
+        semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
+
+        async def load(mid: int) -> None:
+            async with semaphore:
+                other = await self.io.fetch(mid)
+                data = await self.io.read(other)
+            kind, _ = unseal(data, where=self.io.where(mid))
+            if kind == "ckpt":
+                pages_by_message[mid] = read_checkpoint(data, where=self.io.where(mid))[1]
+            else:
+                pages_by_message[mid] = read_pages(data, where=self.io.where(mid))
+
+        await asyncio.gather(*(load(mid) for mid in others))
+        self.state = TableState.from_checkpoint(manifest, message.id, pages_by_message, where=where)
+
+    async def _replay(self, tail: Sequence[tuple[discord.Message, bytes | None]]) -> None:
+        semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
+
+        async def blob_of(message: discord.Message, blob: bytes | None) -> bytes:
+            if blob is not None:
+                return blob
+            async with semaphore:
+                return await self.io.read(message)
+
+        blobs = await asyncio.gather(*(blob_of(m, b) for m, b in tail))
+        blocks: list[tuple[int, LogBlock]] = []
+        for (message, _), blob in zip(tail, blobs, strict=True):
+            block, _ = decode_block(blob, where=self.io.where(message.id))
+            blocks.append((message.id, block))
+        ignored = self.state.replay(blocks)
+        if ignored:
+            log.warning(
+                "table %s: ignored %d messages of unfinished commits (never acknowledged)",
+                self.name,
+                len(ignored),
+            )
+        for message_id, block in blocks:
+            self._cache.put(message_id, block)
+        self._tail_messages = len(blocks)
+
+    def _reconcile_schema(self) -> bool:
+        """Check the stored schema against the class; apply allowed changes. True if changed."""
+        stored = self.state.table_schema
+        self.notes = check_compatible(stored, self.schema)
+        for name in self.hasher.fields:
+            if name not in self.state.fields:
+                info = self.model.model_fields[name]
+                default = info.get_default(call_default_factory=True)
+                self.state.add_field(name, self.hasher.key(name, default))
+        for note in self.notes:
+            log.info("table %s: %s", self.name, note)
+        if stored == self.schema:
+            return False
+        self.state.table_schema = self.schema
+        return True
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _keys(self, record: R) -> tuple[int, ...]:
+        keys = self.hasher.keys(record)
+        return tuple(keys[name] for name in self.state.fields)
+
+    def _enqueue(self, op: _Op) -> asyncio.Future[int]:
+        if self._closing or self._writer is None or self._writer.done():
+            raise DatabaseTableError(
+                f"table {self.name} is closed", hint="open the database again to write"
+            )
+        rid = op.entry.rid
+        self._pending_rids[rid] = self._pending_rids.get(rid, 0) + 1
+        self._queue.append(op)
+        self._wakeup.set()
+        return op.future
+
+    def exists(self, rid: int) -> bool:
+        return rid in self.state or rid in self._pending_rids
+
+    def put(self, record: R, *, new: bool) -> asyncio.Future[int]:
+        """Queue a write of `record` (encoded and checked now); the future gives its id."""
+        payload = self.codec.encode(record)
+        if len(payload) > MAX_RECORD_BYTES - 1024:
+            raise RecordTooLargeError(
+                f"this {self.name} record encodes to {len(payload)} bytes; a record can be at "
+                f"most {MAX_RECORD_BYTES - 1024} bytes. Nothing was written.",
+                size=len(payload),
+                limit=MAX_RECORD_BYTES - 1024,
+                table=self.name,
+            )
+        keys = self._keys(record)
+        rid = record.disco_id
+        if rid is None:
+            rid = self.state.allocate_rid()
+        elif not new and not self.exists(rid):
+            raise NotFoundError(
+                f"{self.name} record {rid} does not exist (deleted?)", table=self.name, id=rid
+            )
+        record._disco_id = rid
+        return self._enqueue(_Op(Put(rid, keys, payload), record))
+
+    def delete(self, record: R) -> asyncio.Future[int]:
+        rid = record.disco_id
+        if rid is None or not self.exists(rid):
+            raise NotFoundError(
+                f"this {self.name} record is not stored (never saved, or already deleted)",
+                table=self.name,
+                id=rid,
+            )
+        return self._enqueue(_Op(Delete(rid), record))
+
+    def _take_batch(self) -> list[_Op]:
+        """The oldest queued writes that fit one commit (at least one)."""
+        size = 0
+        count = 0
+        for op in self._queue:
+            if count and size + op.size > _BATCH_BYTES:
+                break
+            size += op.size
+            count += 1
+        batch = self._queue[:count]
+        del self._queue[:count]
+        return batch
+
+    def _nonce(self, commit: int, part: str) -> str:
+        raw = f"{self.io.channel.id}:{commit}:{part}".encode()
+        return hashlib.sha1(raw).hexdigest()[:25]
+
+    async def _commit(self, batch: list[_Op]) -> None:
+        commit = self.state.allocate_commit()
+        sent: list[tuple[int, LogBlock]] = []
+        try:
+            planned = plan_commit(
+                [op.entry for op in batch], commit=commit, width=len(self.state.fields)
+            )
+            for block, plan in planned:
+                message = await self.io.send(plan, nonce=self._nonce(commit, str(block.part)))
+                sent.append((message.id, block))
+        except BaseException as exc:
+            for op in batch:
+                self._settle(op)
+                if (
+                    isinstance(op.entry, Put)
+                    and op.record is not None
+                    and not self.exists(op.entry.rid)
+                ):
+                    op.record._disco_id = None
+                if not op.future.done():
+                    op.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("table %s: a commit of %d writes failed: %s", self.name, len(batch), exc)
+            return
+        for message_id, block in sent:
+            self.state.apply(message_id, block, where=self.io.where(message_id))
+            self._cache.put(message_id, block)
+        self._tail_messages += len(sent)
+        for op in batch:
+            self._settle(op)
+            deleted = isinstance(op.entry, Delete) and not self.exists(op.entry.rid)
+            if deleted and op.record is not None and op.record.disco_id == op.entry.rid:
+                op.record._disco_id = None
+            if not op.future.done():
+                op.future.set_result(op.entry.rid)
+
+    def _settle(self, op: _Op) -> None:
+        rid = op.entry.rid
+        left = self._pending_rids.get(rid, 0) - 1
+        if left > 0:
+            self._pending_rids[rid] = left
+        else:
+            self._pending_rids.pop(rid, None)
+
+    async def _checkpoint(self) -> None:
+        commit = self.state.allocate_commit()
+        plan = self.state.plan_checkpoint()
+        page_ids: list[int] = []
+        for number, blob in enumerate(plan.page_blobs):
+            message = await self.io.send(
+                plan_blob("pages", blob, inline=False), nonce=self._nonce(commit, f"p{number}")
+            )
+            page_ids.append(message.id)
+        final = plan.final_blob(page_ids)
+        message = await self.io.send(plan_blob("ckpt", final), nonce=self._nonce(commit, "ckpt"))
+        self.state.finish_checkpoint(plan, page_ids, message.id)
+        self._tail_messages = 0
+        log.debug("table %s: checkpoint in message %d", self.name, message.id)
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._commit(self._take_batch())
+            if self._tail_messages >= CHECKPOINT_EVERY:
+                try:
+                    await self._checkpoint()
+                except DiscobaseError as exc:
+                    log.warning("table %s: checkpoint failed, will retry: %s", self.name, exc)
+
+    async def close(self) -> None:
+        """Write everything queued, then a checkpoint if anything changed."""
+        self._closing = True
+        self._wakeup.set()
+        if self._writer is not None:
+            await self._writer
+        if self._tail_messages and self.state.dirty():
+            try:
+                await self._checkpoint()
+            except DiscobaseError as exc:
+                log.warning(
+                    "table %s: final checkpoint failed (the log is intact): %s", self.name, exc
+                )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def _block(self, message_id: int) -> _Payloads:
+        cached = self._cache.get(message_id)
+        if cached is not None:
+            return cached
+        loading = self._loading.get(message_id)
+        if loading is not None:
+            return await loading
+        future: asyncio.Future[_Payloads] = asyncio.get_running_loop().create_future()
+        self._loading[message_id] = future
+        try:
+            message = await self.io.fetch(message_id)
+            block, _ = decode_block(await self.io.read(message), where=self.io.where(message_id))
+            self._cache.put(message_id, block)
+            payloads = self._cache.get(message_id)
+            assert payloads is not None
+            future.set_result(payloads)
+            return payloads
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here; waiters re-raise it
+            raise
+        finally:
+            del self._loading[message_id]
+
+    async def find(self, query: Mapping[str, Any], *, limit: int | None = None) -> list[R]:
+        """Records matching every (field, value) of `query`, oldest first."""
+        keys = {name: self.hasher.key(name, value) for name, value in query.items()}
+        wanted = {
+            name: canonical_bytes(self.hasher.validate(name, value))
+            for name, value in query.items()
+        }
+        rids = self.state.candidates(keys)
+        found: list[R] = []
+        semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
+
+        async def load(message_id: int) -> None:
+            async with semaphore:
+                await self._block(message_id)
+
+        step = 512
+        for start in range(0, len(rids), step):
+            chunk = [(rid, self.state.location(rid)) for rid in rids[start : start + step]]
+            located = [(rid, loc) for rid, loc in chunk if loc is not None]
+            missing = {
+                loc.message_id for _, loc in located if self._cache.get(loc.message_id) is None
+            }
+            await asyncio.gather(*(load(mid) for mid in missing))
+            for rid, loc in located:
+                payloads = await self._block(loc.message_id)
+                payload = payloads[loc.entry]
+                if payload is None:
+                    raise DatabaseCorruptionError(
+                        f"record {rid} of {self.name} points at a delete entry",
+                        where=self.io.where(loc.message_id),
+                        reason="bad location",
+                    )
+                record = self.codec.decode(payload, where=self.io.where(loc.message_id))
+                if any(
+                    canonical_bytes(getattr(record, name)) != value
+                    for name, value in wanted.items()
+                ):
+                    continue  # a 64-bit hash collision: not a match
+                record._disco_id = rid
+                found.append(record)
+                if limit is not None and len(found) >= limit:
+                    return found
+        return found
+
+    async def count(self, query: Mapping[str, Any]) -> int:
+        if not query:
+            return len(self.state)
+        return len(await self.find(query))

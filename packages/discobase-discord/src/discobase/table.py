@@ -1,0 +1,118 @@
+"""`Table`: a pydantic model whose instances are records stored on Discord."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from discobase_core.errors import DatabaseTableError, MultipleResultsError, NotFoundError
+
+if TYPE_CHECKING:
+    from discobase._store import TableStore
+    from discobase.database import Database
+
+__all__ = ["Table"]
+
+
+class Table(BaseModel):
+    """Base class of every table schema; decorate subclasses with `@db.table`.
+
+    Fields are validated on assignment too, so a wrong-type value never reaches Discord.
+    `save()`, `update()`, `commit()` and `delete()` return tasks: await them to know the
+    write is durable, or let them run in the background (`Database.close()` waits for them).
+    """
+
+    model_config = ConfigDict(validate_assignment=True)
+
+    __disco_database__: ClassVar[Database | None] = None
+    __disco_name__: ClassVar[str | None] = None
+    _disco_id: int | None = PrivateAttr(default=None)
+
+    @property
+    def disco_id(self) -> int | None:
+        """The record's id in its table: set by `save()`, cleared by `delete()`."""
+        return self._disco_id
+
+    @classmethod
+    def _database(cls) -> Database:
+        database = cls.__disco_database__
+        if database is None:
+            raise DatabaseTableError(
+                f"{cls.__name__} is not a table of any database",
+                hint="decorate the class with @db.table",
+                table=cls.__name__,
+            )
+        return database
+
+    @classmethod
+    def _store(cls) -> TableStore[Self]:
+        return cls._database()._store_for(cls)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def save(self) -> asyncio.Task[Self]:
+        """Insert this record (saving it again before that finishes writes it once)."""
+        future = self._store().put(self, new=True)
+        return self._database()._track(future, self)
+
+    def update(self) -> asyncio.Task[Self]:
+        """Write this record's current values over the stored ones."""
+        if self._disco_id is None:
+            raise DatabaseTableError(
+                f"this {type(self).__name__} record was never saved",
+                hint="call save() first, or commit() to save or update",
+            )
+        future = self._store().put(self, new=False)
+        return self._database()._track(future, self)
+
+    def commit(self) -> asyncio.Task[Self]:
+        """`save()` a new record, `update()` a stored one."""
+        return self.save() if self._disco_id is None else self.update()
+
+    def delete(self) -> asyncio.Task[Self]:
+        """Remove this record from its table."""
+        future = self._store().delete(self)
+        return self._database()._track(future, self)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @classmethod
+    async def find(cls, *, limit: int | None = None, **fields: Any) -> list[Self]:
+        """Records whose fields equal all the given values (no arguments: every record),
+        oldest first, each at most once. Values are validated with the field's type."""
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be a non-negative number")
+        if limit == 0:
+            return []
+        return await cls._store().find(fields, limit=limit)
+
+    @classmethod
+    async def find_unique(cls, *, strict: bool = True, **fields: Any) -> Self | None:
+        """The one record matching the given values.
+
+        Raises NotFoundError when none matches (or returns None with `strict=False`), and
+        MultipleResultsError when several do.
+        """
+        found = await cls._store().find(fields, limit=2)
+        if len(found) > 1:
+            raise MultipleResultsError(
+                f"more than one {cls.__name__} record matches {fields!r}",
+                hint="add fields to the query, or use find()",
+                table=cls.__name__,
+            )
+        if not found:
+            if strict:
+                raise NotFoundError(
+                    f"no {cls.__name__} record matches {fields!r}",
+                    hint="pass strict=False to get None instead",
+                    table=cls.__name__,
+                )
+            return None
+        return found[0]
+
+    @classmethod
+    async def count(cls, **fields: Any) -> int:
+        """How many records match the given values (no arguments: all of them)."""
+        return await cls._store().count(fields)
