@@ -211,6 +211,12 @@ def dearmor(text: str, *, where: str) -> bytes:
 M = TypeVar("M", bound=pydantic.BaseModel)
 
 
+def _has_time_fields(model_cls: type[pydantic.BaseModel]) -> bool:
+    """Whether any (nested) annotation mentions datetime or time."""
+    text = " ".join(repr(f.annotation) for f in model_cls.model_fields.values())
+    return "datetime" in text or "time" in text
+
+
 class RecordCodec(Generic[M]):
     """JSON codec for the records of one table.
 
@@ -227,7 +233,7 @@ class RecordCodec(Generic[M]):
         self.model_cls = model_cls
         self.table = table or model_cls.__name__
         self._validate_json = model_cls.__pydantic_validator__.validate_json
-        self._list_adapter: pydantic.TypeAdapter[list[M]] | None = None
+        self._check_all = _has_time_fields(model_cls)
 
     def encode(self, record: M) -> bytes:
         """Compact JSON of ``record``."""
@@ -246,9 +252,11 @@ class RecordCodec(Generic[M]):
                 table=self.table,
                 reason=str(exc),
             ) from None
-        if b"null" in data:
-            # pydantic dumps inf and NaN as null by default: make sure the bytes read back
-            # as this very record before they are ever written.
+        if self._check_all or b"null" in data:
+            # pydantic dumps inf and NaN as null by default, and writes UTC offsets to the
+            # minute: make sure the bytes read back as this very record before they are
+            # ever written (always for tables with datetime/time fields, else when a null
+            # shows up).
             self._check_round_trip(record, data)
         return data
 
@@ -260,9 +268,10 @@ class RecordCodec(Generic[M]):
             same = False
         if not same:
             raise InvalidRecordError(
-                f"a {self.table} record does not survive JSON: a value (inf or NaN?) is "
-                "dumped as null",
-                hint="set model_config = ConfigDict(ser_json_inf_nan='constants') on the table",
+                f"a {self.table} record does not survive JSON: a float inf/NaN is dumped as "
+                "null, or a datetime/time has a UTC offset with seconds",
+                hint="set model_config = ConfigDict(ser_json_inf_nan='constants') on the table "
+                "for inf/NaN; convert datetimes to UTC before saving",
                 table=self.table,
                 reason="JSON round trip changes the record",
             )
