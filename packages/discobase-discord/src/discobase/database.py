@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
+import logging as _logging
 import os
 import re
 import threading
@@ -29,7 +29,7 @@ from discobase_core.hashing import check_supported
 
 __all__ = ["REQUIRED_PERMISSIONS", "Database"]
 
-log = logging.getLogger("discobase")
+log = _logging.getLogger("discobase")
 
 T = TypeVar("T")
 TableT = TypeVar("TableT", bound=type[Table])
@@ -47,6 +47,18 @@ REQUIRED_PERMISSIONS = discord.Permissions(
 _MAX_CHANNELS = 500
 
 
+_STDERR_HANDLER = _logging.StreamHandler()
+_STDERR_HANDLER.setFormatter(_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+
+def _enable_logging() -> None:
+    """Show discobase's log records on standard error (once, however many databases)."""
+    if _STDERR_HANDLER not in log.handlers:
+        log.addHandler(_STDERR_HANDLER)
+    if log.level == _logging.NOTSET or log.level > _logging.INFO:
+        log.setLevel(_logging.INFO)
+
+
 def channel_name(table: str) -> str:
     """The channel of a table: Discord lowercases names and allows [a-z0-9_-]."""
     return re.sub(r"[^a-z0-9_-]", "-", table.lower())[:100]
@@ -59,6 +71,8 @@ class Database:
     servers: a person creates it and invites the bot). `api_url` (or the environment variable
     DISCOBASE_API_URL) points the bot at another Discord API, such as the discobase emulator's
     `http://127.0.0.1:8787`; this redirects every discord.py client in the process.
+    discobase logs through the standard `logging` module under the name "discobase";
+    `logging=True` also prints those records (INFO and up) to standard error.
     """
 
     def __init__(
@@ -67,12 +81,15 @@ class Database:
         *,
         guild_id: int | None = None,
         api_url: str | None = None,
+        logging: bool = False,
         category: str = "discobase",
         cache_bytes: int = 64 * 1024 * 1024,
         requests_per_second: float = 40.0,
         guild_ready_timeout: float = 1.0,
     ) -> None:
         self.name = name
+        if logging:
+            _enable_logging()
         self.guild_id = guild_id
         self.api_url = api_url or os.environ.get("DISCOBASE_API_URL") or None
         self.category_name = category

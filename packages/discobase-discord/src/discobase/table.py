@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from discobase_core.errors import DatabaseTableError, MultipleResultsError, NotFoundError
+from discobase_core.errors import (
+    DatabaseStorageError,
+    DatabaseTableError,
+    MultipleResultsError,
+    NotFoundError,
+    QueryError,
+)
 
 if TYPE_CHECKING:
     from discobase._store import TableStore
@@ -29,11 +35,17 @@ class Table(BaseModel):
     __disco_database__: ClassVar[Database | None] = None
     __disco_name__: ClassVar[str | None] = None
     _disco_id: int | None = PrivateAttr(default=None)
+    _disco_saving: asyncio.Task[Any] | None = PrivateAttr(default=None)
 
     @property
     def disco_id(self) -> int | None:
         """The record's id in its table: set by `save()`, cleared by `delete()`."""
         return self._disco_id
+
+    @property
+    def __disco_id__(self) -> int:
+        """The original discobase's spelling of the id: -1 while the record is not saved."""
+        return -1 if self._disco_id is None else self._disco_id
 
     @classmethod
     def _database(cls) -> Database:
@@ -53,19 +65,33 @@ class Table(BaseModel):
     # -- writes ----------------------------------------------------------------------------
 
     def save(self) -> asyncio.Task[Self]:
-        """Insert this record (saving it again before that finishes writes it once)."""
+        """Insert this new record. Calling it again before the first save finishes returns
+        the same task, so the record is stored once."""
+        saving = self._disco_saving
+        if saving is not None and not saving.done():
+            return saving
+        if self._disco_id is not None:
+            raise DatabaseStorageError(
+                f"this {type(self).__name__} record is already saved (id {self._disco_id})",
+                hint="use update() to change it, or commit() to save or update",
+            )
         future = self._store().put(self, new=True)
-        return self._database()._track(future, self)
+        task = self._database()._track(future, self)
+        self._disco_saving = task
+        return task
 
     def update(self) -> asyncio.Task[Self]:
         """Write this record's current values over the stored ones."""
-        if self._disco_id is None:
-            raise DatabaseTableError(
-                f"this {type(self).__name__} record was never saved",
-                hint="call save() first, or commit() to save or update",
-            )
+        self._require_saved("update")
         future = self._store().put(self, new=False)
         return self._database()._track(future, self)
+
+    def _require_saved(self, action: str) -> None:
+        if self._disco_id is None:
+            raise DatabaseStorageError(
+                f"cannot {action} this {type(self).__name__} record: it is not saved",
+                hint="did you mean save()? commit() saves or updates as needed",
+            )
 
     def commit(self) -> asyncio.Task[Self]:
         """`save()` a new record, `update()` a stored one."""
@@ -73,6 +99,7 @@ class Table(BaseModel):
 
     def delete(self) -> asyncio.Task[Self]:
         """Remove this record from its table."""
+        self._require_saved("delete")
         future = self._store().delete(self)
         return self._database()._track(future, self)
 
@@ -92,11 +119,17 @@ class Table(BaseModel):
     async def find_unique(cls, *, strict: bool = True, **fields: Any) -> Self | None:
         """The one record matching the given values.
 
-        Raises NotFoundError when none matches (or returns None with `strict=False`), and
-        MultipleResultsError when several do.
+        Raises NotFoundError when none matches and MultipleResultsError when several do;
+        with `strict=False` it returns None for none and the first (oldest) for several.
         """
+        if not fields:
+            raise QueryError(
+                f"find_unique() on {cls.__name__} needs at least one field",
+                hint="use find() to get every record",
+                table=cls.__name__,
+            )
         found = await cls._store().find(fields, limit=2)
-        if len(found) > 1:
+        if len(found) > 1 and strict:
             raise MultipleResultsError(
                 f"more than one {cls.__name__} record matches {fields!r}",
                 hint="add fields to the query, or use find()",
