@@ -239,6 +239,10 @@ class Database:
         return self._ready
 
     def _make_client(self) -> discord.Client:
+        # A database bot never joins voice: skip discord.py's warnings about voice libraries.
+        for flag in ("warn_nacl", "warn_dave"):
+            if hasattr(discord.VoiceClient, flag):
+                setattr(discord.VoiceClient, flag, False)
         intents = discord.Intents.none()
         intents.guilds = True
         client = discord.Client(intents=intents, guild_ready_timeout=self.guild_ready_timeout)
