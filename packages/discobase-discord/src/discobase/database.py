@@ -359,6 +359,8 @@ class Database:
         finally:
             waiter.cancel()
         if self._failure is not None:
+            if task is not None and task.done() and not task.cancelled():
+                task.exception()  # the same failure, raised here: not "never retrieved"
             raise self._failure
         if ready.is_set():
             return
