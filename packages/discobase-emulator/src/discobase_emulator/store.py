@@ -16,6 +16,7 @@ from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS aging(up_to INTEGER NOT NULL, shift_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS users(
     id INTEGER PRIMARY KEY, token TEXT UNIQUE, username TEXT NOT NULL, bot INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS guilds(id INTEGER PRIMARY KEY, name TEXT NOT NULL, owner_id INTEGER);
@@ -116,6 +117,7 @@ class Store:
         self.tokens: dict[str, User] = {}
         self.guilds: dict[int, Guild] = {}
         self.channels: dict[int, Channel] = {}
+        self.aging: list[tuple[int, int]] = []
         self._load()
 
     def _load(self) -> None:
@@ -123,6 +125,7 @@ class Store:
         self.tokens.clear()
         self.guilds.clear()
         self.channels.clear()
+        self.aging = [(int(a), int(b)) for a, b in self.db.execute("SELECT up_to, shift_ms FROM aging")]
         for uid, token, username, bot in self.db.execute(
             "SELECT id, token, username, bot FROM users"
         ):
@@ -337,17 +340,30 @@ class Store:
         return int(row[0])
 
     def age(self, shift_ms: int) -> None:
-        """Make every message `shift_ms` older: ids, edit and pin times move together."""
-        shift = shift_ms << 22
-        self.db.execute("UPDATE messages SET id = -(id - ?)", (shift,))
-        self.db.execute("UPDATE messages SET id = -id")
+        """Make every existing message `shift_ms` older.
+
+        Ids never change (Discord's never do, and clients keep them): the shift is recorded
+        against the ids that exist now, and `created_ms` applies it.
+        """
+        row = self.db.execute("SELECT MAX(id) FROM messages").fetchone()
+        if row is None or row[0] is None:
+            return
+        self.db.execute("INSERT INTO aging(up_to, shift_ms) VALUES (?, ?)", (row[0], shift_ms))
+        self.aging.append((int(row[0]), shift_ms))
         self.db.execute(
             "UPDATE messages SET edited_ms = edited_ms - ? WHERE edited_ms IS NOT NULL", (shift_ms,)
         )
         self.db.execute(
             "UPDATE messages SET pinned_ms = pinned_ms - ? WHERE pinned_ms IS NOT NULL", (shift_ms,)
         )
-        self.db.execute("UPDATE attachments SET message_id = message_id - ?", (shift,))
+
+    def created_ms(self, message_id: int) -> int:
+        """When a message was created: its snowflake time, less any aging applied to it."""
+        return ms_of(message_id) - sum(shift for up_to, shift in self.aging if message_id <= up_to)
+
+    def age_seconds(self, message_id: int, now: float | None = None) -> float:
+        """Seconds since the message was created (see `created_ms`)."""
+        return (now if now is not None else time.time()) - self.created_ms(message_id) / 1000.0
 
     # attachments
     def _attach(self, msgs: list[Message]) -> None:
