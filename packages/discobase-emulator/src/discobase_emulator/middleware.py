@@ -16,7 +16,6 @@ from aiohttp import web
 from .core import API_PREFIX, CORE, USER, Core
 from .errors import APIError, json_response
 from .ratelimit import bucket_hash
-from .snowflake import age_seconds
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ async def _classify(core: Core, request: web.Request, route: str) -> tuple[str, 
     if route in (DELETE_MESSAGE, EDIT_MESSAGE):
         mid = int(info["message_id"])
         exists = bool(core.state.store.existing_ids(int(info["channel_id"]), [mid]))
-        age = age_seconds(mid)
+        age = core.state.store.age_seconds(mid)
         if route == DELETE_MESSAGE:
             if not exists or age < 10:
                 bucket = "message_delete_young"

@@ -203,7 +203,7 @@ def message_json(store: Store, signer: Signer, base: str, msg: Message) -> dict[
         "type": extra.get("type", 0),
         "content": msg.content,
         "author": user_json(author) if author else _ghost(msg.author_id),
-        "timestamp": iso(ms_of(msg.id)),
+        "timestamp": iso(store.created_ms(msg.id)),
         "edited_timestamp": None if msg.edited_ms is None else iso(msg.edited_ms),
         "tts": extra.get("tts", False),
         "mention_everyone": False,

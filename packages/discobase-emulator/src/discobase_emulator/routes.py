@@ -22,7 +22,7 @@ from .errors import (
     unknown_message,
 )
 from .models import application_json, guild_json, user_json
-from .snowflake import age_seconds, from_ms, iso, parse_iso
+from .snowflake import from_ms, iso, parse_iso
 from .state import Upload, channel_defaults
 from .store import Channel, Guild, Message, User
 from .validate import (
@@ -695,7 +695,7 @@ async def bulk_delete(request: web.Request) -> web.Response:
     if len(set(ids)) != len(ids):
         raise form_error("messages", "SET_TYPE_ALREADY_CONTAINS_VALUE", "Duplicate message IDs.")
     now = time.time()
-    if any(age_seconds(i, now) > BULK_MAX_AGE for i in ids):
+    if any(core.state.store.age_seconds(i, now) > BULK_MAX_AGE for i in ids):
         raise APIError(400, 50034, "You can only bulk delete messages that are under 14 days old.")
     found = core.state.store.existing_ids(channel.id, ids)
     core.state.delete_messages(channel, sorted(found) if len(found) != 1 else found)

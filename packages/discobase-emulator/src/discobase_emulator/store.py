@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .snowflake import ms_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -125,7 +128,8 @@ class Store:
         self.tokens.clear()
         self.guilds.clear()
         self.channels.clear()
-        self.aging = [(int(a), int(b)) for a, b in self.db.execute("SELECT up_to, shift_ms FROM aging")]
+        rows = self.db.execute("SELECT up_to, shift_ms FROM aging")
+        self.aging = [(int(up_to), int(shift)) for up_to, shift in rows]
         for uid, token, username, bot in self.db.execute(
             "SELECT id, token, username, bot FROM users"
         ):
@@ -160,7 +164,8 @@ class Store:
 
     def wipe(self) -> None:
         """Delete everything except `meta` (the signing key survives a reset)."""
-        for table in ("users", "guilds", "members", "channels", "messages", "attachments"):
+        self.aging.clear()
+        for table in ("users", "guilds", "members", "channels", "messages", "attachments", "aging"):
             self.db.execute(f"DELETE FROM {table}")
         self.db.commit()
         self._load()
