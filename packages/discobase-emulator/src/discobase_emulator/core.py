@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -45,7 +46,12 @@ class Core:
 
 
 CORE: web.AppKey[Core] = web.AppKey("discobase_emulator_core", Core)
-USER: str = "discobase_emulator_user"
+# aiohttp >= 3.13 wants typed request keys (plain strings warn); older versions take strings.
+USER: Any = (
+    web.RequestKey("discobase_emulator_user", User)
+    if hasattr(web, "RequestKey")
+    else "discobase_emulator_user"
+)
 RESET: web.AppKey[Callable[[], Awaitable[None]]] = web.AppKey("discobase_emulator_reset")
 
 

@@ -38,7 +38,8 @@ class Metrics:
 
     def record_429(self, scope: str) -> None:
         self.http_429["total"] += 1
-        self.http_429[scope] += 1
+        if scope in ("user", "global", "shared"):  # a Cloudflare-style ban counts in total only
+            self.http_429[scope] += 1
 
     def snapshot(self) -> dict[str, Any]:
         return {
