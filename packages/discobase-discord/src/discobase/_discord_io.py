@@ -110,6 +110,8 @@ def kind_of(message: discord.Message) -> str | None:
 class ChannelIO:
     """Sends and reads discobase messages in one channel."""
 
+    PAGE = 100  # messages per history request, Discord's maximum
+
     def __init__(self, channel: discord.TextChannel, *, bot_id: int) -> None:
         self.channel = channel
         self.bot_id = bot_id
@@ -163,6 +165,16 @@ class ChannelIO:
             names = [a.filename for a in message.attachments]
             return read_blob("", list(zip(names, datas, strict=True)), where=where)
         raise AssertionError("unreachable")
+
+    async def page_after(self, message_id: int) -> list[discord.Message]:
+        """Up to 100 messages after `message_id`, oldest first (one request)."""
+
+        async def action() -> list[discord.Message]:
+            after = discord.Object(id=message_id)
+            history = self.channel.history(limit=self.PAGE, after=after, oldest_first=True)
+            return [message async for message in history]
+
+        return await _with_retries(f"reading history of #{self.channel.name}", action)
 
     def history(self) -> AsyncIterator[discord.Message]:
         """Every message, newest first (100 per request)."""

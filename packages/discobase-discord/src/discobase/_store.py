@@ -86,7 +86,8 @@ class _BlockCache:
             self._blocks.move_to_end(message_id)
         return payloads
 
-    def put(self, message_id: int, block: LogBlock) -> None:
+    def put(self, message_id: int, block: LogBlock) -> _Payloads:
+        """Cache `block`; returns its payloads (None for deletes), by entry number."""
         payloads = tuple(e.payload if isinstance(e, Put) else None for e in block.entries)
         old = self._blocks.pop(message_id, None)
         if old is not None:
@@ -96,6 +97,7 @@ class _BlockCache:
         while self.size > self.budget and len(self._blocks) > 1:
             _, evicted = self._blocks.popitem(last=False)
             self.size -= _weight(evicted)
+        return payloads
 
 
 def _weight(payloads: _Payloads) -> int:
@@ -384,29 +386,88 @@ class TableStore(Generic[R]):
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _block(self, message_id: int) -> _Payloads:
-        cached = self._cache.get(message_id)
-        if cached is not None:
-            return cached
-        loading = self._loading.get(message_id)
-        if loading is not None:
-            return await loading
-        future: asyncio.Future[_Payloads] = asyncio.get_running_loop().create_future()
-        self._loading[message_id] = future
+    async def _load_blocks(self, wanted: set[int]) -> dict[int, _Payloads]:
+        """The log blocks of the `wanted` messages, from the cache or read a history page
+        (up to 100 messages, one request) at a time: never more requests than messages, and
+        records saved one by one are read 100 messages per request. Inline blocks that come
+        along in a page are cached too."""
+        found: dict[int, _Payloads] = {}
+        for message_id in wanted:
+            cached = self._cache.get(message_id)
+            if cached is not None:
+                found[message_id] = cached
+        others = {
+            mid: self._loading[mid] for mid in wanted if mid not in found and mid in self._loading
+        }
+        mine = {mid for mid in wanted if mid not in found and mid not in others}
+        loop = asyncio.get_running_loop()
+        futures = {mid: loop.create_future() for mid in mine}
+        self._loading.update(futures)
         try:
-            message = await self.io.fetch(message_id)
-            block, _ = decode_block(await self.io.read(message), where=self.io.where(message_id))
-            self._cache.put(message_id, block)
-            payloads = self._cache.get(message_id)
-            assert payloads is not None
-            future.set_result(payloads)
-            return payloads
+            pending = set(mine)
+            while pending:
+                page = await self.io.page_after(min(pending) - 1)
+                for message, block in await self._blocks_of(page, pending):
+                    self._cache.put(message.id, block)
+                    payloads = tuple(
+                        e.payload if isinstance(e, Put) else None for e in block.entries
+                    )
+                    if message.id in pending:
+                        pending.discard(message.id)
+                        found[message.id] = payloads
+                        futures[message.id].set_result(payloads)
+                last = page[-1].id if len(page) == self.io.PAGE else None
+                missing = {mid for mid in pending if last is None or mid <= last}
+                if missing:
+                    where = self.io.where(min(missing))
+                    raise DatabaseCorruptionError(
+                        f"{where} holds records of table {self.name} but is gone "
+                        "(deleted by someone?)",
+                        hint="discobase never deletes its log messages; restore from an export",
+                        where=where,
+                        reason="missing message",
+                    )
         except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved here; waiters re-raise it
+            for future in futures.values():
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: the waiters re-raise it
             raise
         finally:
-            del self._loading[message_id]
+            for mid in mine:
+                self._loading.pop(mid, None)
+        for mid, future in others.items():
+            found[mid] = await future
+        return found
+
+    async def _blocks_of(
+        self, page: Sequence[discord.Message], wanted: set[int]
+    ) -> list[tuple[discord.Message, LogBlock]]:
+        """Decode the log blocks of a history page: every wanted one, and the inline ones."""
+        chosen: list[tuple[discord.Message, bytes | None]] = []
+        for message in page:
+            if not self.io.is_ours(message):
+                continue
+            kind = kind_of(message)
+            if kind is None:  # inline: decoding costs nothing but CPU
+                blob = await self.io.read(message)
+                if unseal(blob, where=self.io.where(message.id))[0] == "log":
+                    chosen.append((message, blob))
+            elif kind == "log" and message.id in wanted:
+                chosen.append((message, None))
+        semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
+
+        async def blob_of(message: discord.Message, blob: bytes | None) -> bytes:
+            if blob is not None:
+                return blob
+            async with semaphore:
+                return await self.io.read(message)
+
+        blobs = await asyncio.gather(*(blob_of(m, b) for m, b in chosen))
+        return [
+            (message, decode_block(blob, where=self.io.where(message.id))[0])
+            for (message, _), blob in zip(chosen, blobs, strict=True)
+        ]
 
     async def find(self, query: Mapping[str, Any], *, limit: int | None = None) -> list[R]:
         """Records matching every (field, value) of `query`, oldest first."""
@@ -417,23 +478,13 @@ class TableStore(Generic[R]):
         }
         rids = self.state.candidates(keys)
         found: list[R] = []
-        semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
-
-        async def load(message_id: int) -> None:
-            async with semaphore:
-                await self._block(message_id)
-
         step = 512
         for start in range(0, len(rids), step):
             chunk = [(rid, self.state.location(rid)) for rid in rids[start : start + step]]
             located = [(rid, loc) for rid, loc in chunk if loc is not None]
-            missing = {
-                loc.message_id for _, loc in located if self._cache.get(loc.message_id) is None
-            }
-            await asyncio.gather(*(load(mid) for mid in missing))
+            blocks = await self._load_blocks({loc.message_id for _, loc in located})
             for rid, loc in located:
-                payloads = await self._block(loc.message_id)
-                payload = payloads[loc.entry]
+                payload = blocks[loc.message_id][loc.entry]
                 if payload is None:
                     raise DatabaseCorruptionError(
                         f"record {rid} of {self.name} points at a delete entry",
