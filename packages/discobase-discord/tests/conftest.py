@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import sys
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ with warnings.catch_warnings():
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from discobase_test_support import GUILD, TOKEN
+from discobase_test_support import GUILD, TOKEN, MakeDb
 
 import discobase
 from discobase_emulator import Emulator
@@ -35,9 +35,6 @@ from discobase_emulator import Emulator
 async def emu() -> AsyncIterator[Emulator]:
     async with Emulator(tokens=[TOKEN], guilds=[GUILD], profile="unlimited") as emulator:
         yield emulator
-
-
-MakeDb = Callable[..., discobase.Database]
 
 
 @pytest.fixture

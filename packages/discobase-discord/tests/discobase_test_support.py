@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import discobase
 from discobase_emulator import Emulator
 
 TOKEN = "tok"
 GUILD = "My discord database"
 SCRIPT_TIMEOUT = 60.0
+
+# make_db(name=GUILD, **kwargs) -> Database (the conftest fixture)
+MakeDb = Callable[..., discobase.Database]
 
 
 def channel_named(emu: Emulator, name: str) -> Any | None:
