@@ -16,7 +16,9 @@ from discobase_core.log import (
     Put,
     decode_block,
     encode_block,
+    file_name,
     is_discobase_message,
+    parse_file_name,
     plan_commit,
     read_blob,
 )
@@ -65,7 +67,7 @@ def test_small_commit_goes_inline_and_big_one_into_files() -> None:
     assert block.entries == (put(1, 1, 2, b"x" * 100),)
     [(_, big)] = plan_commit([put(n, 1, 2, b"y" * 5000) for n in range(10)], commit=2, width=2)
     assert big.content is None
-    assert [name for name, _ in big.files] == ["log-0.dscb"]
+    assert [name for name, _ in big.files] == ["log-2-0.dscb"]
     blob = read_blob("", list(big.files), where="test")
     assert len(decode_block(blob, where="test")[0].entries) == 10
 
@@ -73,7 +75,7 @@ def test_small_commit_goes_inline_and_big_one_into_files() -> None:
 def test_a_record_bigger_than_one_file_spans_files_of_one_message() -> None:
     payload = b"z" * (ATTACHMENT_LIMIT + 10)
     [(_, plan)] = plan_commit([put(1, 0, 0, payload)], commit=1, width=2)
-    assert [name for name, _ in plan.files] == ["log-0.dscb", "log-1.dscb"]
+    assert [name for name, _ in plan.files] == ["log-1-0.dscb", "log-1-1.dscb"]
     assert all(len(data) <= ATTACHMENT_LIMIT for _, data in plan.files)
     reversed_files = list(reversed(plan.files))
     block, _ = decode_block(read_blob("", reversed_files, where="t"), where="t")
@@ -183,15 +185,29 @@ def test_checkpoint_writes_only_touched_pages() -> None:
 def test_replay_ignores_an_unfinished_commit() -> None:
     state = new_state()
     blocks = [
-        (1, LogBlock(1, 0, 1, (put(1, 1, 1),))),
-        (2, LogBlock(2, 0, 2, (put(2, 2, 2),))),  # part 1 of commit 2 never arrived
-        (3, LogBlock(3, 0, 2, (put(3, 3, 3),))),
-        (4, LogBlock(3, 1, 2, (put(4, 4, 4),))),
-        (5, LogBlock(4, 0, 2, (put(5, 5, 5),))),  # the crash: last commit half-written
+        (0, 1, LogBlock(1, 0, 1, (put(1, 1, 1),))),
+        (1, 2, LogBlock(2, 0, 2, (put(2, 2, 2),))),  # part 1 of commit 2 never arrived
+        (2, 3, LogBlock(3, 0, 2, (put(3, 3, 3),))),
+        (2, 4, LogBlock(3, 1, 2, (put(4, 4, 4),))),
+        (0, 5, LogBlock(4, 0, 2, (put(5, 5, 5),))),  # the crash: last commit half-written
     ]
-    assert state.replay(blocks) == [2, 5]
+    assert state.replay(reversed(blocks)) == [2, 5]
     assert state.rids() == [1, 3, 4]
     assert state.next_commit == 5  # the unfinished commits' numbers are never reused
+    loc = state.location(4)
+    assert loc is not None
+    assert (loc.lane, loc.message_id, loc.entry) == (2, 4, 0)
+
+
+def test_replay_applies_commits_of_several_lanes_in_commit_order() -> None:
+    state = new_state()
+    blocks = [
+        (1, 30, LogBlock(3, 0, 1, (Delete(1),))),
+        (0, 10, LogBlock(1, 0, 1, (put(1, 1, 1),))),
+        (2, 20, LogBlock(2, 0, 1, (put(1, 2, 2),))),
+    ]
+    assert state.replay(blocks) == []
+    assert state.rids() == []
 
 
 def test_put_of_an_existing_id_moves_its_index_entries() -> None:
@@ -212,3 +228,10 @@ def test_added_field_gets_the_default_key_for_old_records() -> None:
     state.add_field("c", 777)
     assert state.fields == ("a", "b", "c")
     assert state.candidates({"c": 777}) == [1, 2]
+
+
+def test_file_names_carry_kind_commit_and_number() -> None:
+    for kind, commit, number in [("log", 1, 0), ("ckpt", 99, 3), ("pages", 2**40, 9)]:
+        assert parse_file_name(file_name(kind, commit, number)) == (kind, commit, number)
+    for foreign in ("cat.png", "log-x-1.dscb", "log-1.dscb", "-1-2.dscb", "log-1-2.txt"):
+        assert parse_file_name(foreign) is None

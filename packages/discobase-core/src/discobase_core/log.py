@@ -47,7 +47,9 @@ __all__ = [
     "Put",
     "decode_block",
     "encode_block",
+    "file_name",
     "is_discobase_message",
+    "parse_file_name",
     "plan_blob",
     "plan_commit",
     "read_blob",
@@ -167,7 +169,23 @@ def decode_block(blob: bytes, *, where: str) -> tuple[LogBlock, int]:
     return LogBlock(commit, part, parts, tuple(entries)), width
 
 
-def plan_blob(kind: str, blob: bytes, *, inline: bool = True) -> MessagePlan:
+def file_name(kind: str, commit: int, number: int) -> str:
+    """The name of attachment `number` of a `kind` blob written by commit `commit`: readers
+    learn both from the name alone, without downloading the file."""
+    return f"{kind}-{commit}-{number}{FILE_SUFFIX}"
+
+
+def parse_file_name(name: str) -> tuple[str, int, int] | None:
+    """(kind, commit, number) of one of our attachment names; None for anything else."""
+    if not name.endswith(FILE_SUFFIX):
+        return None
+    parts = name.removesuffix(FILE_SUFFIX).split("-")
+    if len(parts) != 3 or not parts[0] or not (parts[1].isdigit() and parts[2].isdigit()):
+        return None
+    return parts[0], int(parts[1]), int(parts[2])
+
+
+def plan_blob(kind: str, blob: bytes, *, commit: int, inline: bool = True) -> MessagePlan:
     """How one sealed blob goes into a message: content when it fits, else attachment files."""
     if len(blob) > MAX_BLOB_BYTES:
         raise RecordTooLargeError(
@@ -179,7 +197,7 @@ def plan_blob(kind: str, blob: bytes, *, inline: bool = True) -> MessagePlan:
     if inline and armored_length(len(blob)) <= CONTENT_LIMIT:
         return MessagePlan(armor(blob), ())
     files = tuple(
-        (f"{kind}-{n}{FILE_SUFFIX}", blob[start : start + ATTACHMENT_LIMIT])
+        (file_name(kind, commit, n), blob[start : start + ATTACHMENT_LIMIT])
         for n, start in enumerate(range(0, len(blob), ATTACHMENT_LIMIT))
     )
     return MessagePlan(None, files)
@@ -215,7 +233,7 @@ def plan_commit(
     for part, group in enumerate(groups):
         block = LogBlock(commit, part, parts, tuple(entries[i] for i in group))
         blob = _encode_parts(commit, part, parts, width, [encoded[i] for i in group])
-        planned.append((block, plan_blob("log", blob)))
+        planned.append((block, plan_blob("log", blob, commit=commit)))
     return planned
 
 
@@ -223,7 +241,7 @@ def is_discobase_message(content: str, file_names: Iterable[str]) -> bool:
     """Whether a message looks like one of ours (anything else in a channel is foreign)."""
     names = list(file_names)
     if names:
-        return all(name.endswith(FILE_SUFFIX) for name in names)
+        return all(parse_file_name(name) is not None for name in names)
     return content.startswith(ARMOR_PREFIX)
 
 
@@ -233,15 +251,14 @@ def read_blob(content: str, files: Sequence[tuple[str, bytes]], *, where: str) -
         return dearmor(content, where=where)
 
     def order(item: tuple[str, bytes]) -> int:
-        stem = item[0].removesuffix(FILE_SUFFIX)
-        number = stem.rpartition("-")[2]
-        if not number.isdigit():
+        parsed = parse_file_name(item[0])
+        if parsed is None:
             raise DatabaseCorruptionError(
                 f"unexpected attachment {item[0]!r} at {where}",
                 where=where,
                 reason="bad attachment name",
             )
-        return int(number)
+        return parsed[2]
 
     ordered = sorted(files, key=order)
     if [order(item) for item in ordered] != list(range(len(ordered))):

@@ -50,10 +50,12 @@ _PACK_BUDGET = MAX_BLOB_BYTES - 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Location:
-    """Where a record version lives: the log message id and the entry number in its block."""
+    """Where a record version lives: the log message id, the entry number in its block, and
+    the lane (0: the table channel, n: its n-th lane thread) that holds the message."""
 
     message_id: int
     entry: int
+    lane: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ class Manifest(BaseModel):
     index_pages: dict[str, int]
     directory_pages: tuple[int, ...]
     refs: dict[str, int]
+    lanes: tuple[int, ...] = ()
 
 
 @dataclass
@@ -177,6 +180,7 @@ class TableState:
     next_rid: int = 1
     next_commit: int = 1
     refs: dict[str, int] = field(default_factory=dict)
+    lanes: tuple[int, ...] = ()  # channel ids of the lane threads (lane n is lanes[n - 1])
     _dirty_directory: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -251,8 +255,8 @@ class TableState:
             self.indexes[name].remove(key, rid)
         self._dirty_directory.add(rid // DIRECTORY_SPAN)
 
-    def apply(self, message_id: int, block: LogBlock, *, where: str = "") -> None:
-        """Apply one block stored in `message_id` (its commit must be complete)."""
+    def apply(self, message_id: int, block: LogBlock, *, lane: int = 0, where: str = "") -> None:
+        """Apply one block stored in `message_id` of `lane` (its commit must be complete)."""
         for number, entry in enumerate(block.entries):
             if isinstance(entry, Put):
                 if len(entry.keys) != len(self.fields):
@@ -262,34 +266,35 @@ class TableState:
                         where=where or str(message_id),
                         reason="key width",
                     )
-                self._put(entry.rid, entry.keys, Location(message_id, number))
+                self._put(entry.rid, entry.keys, Location(message_id, number, lane))
             elif isinstance(entry, Delete):
                 self._delete(entry.rid)
         self.next_commit = max(self.next_commit, block.commit + 1)
 
-    def replay(self, blocks: Iterable[tuple[int, LogBlock]]) -> list[int]:
-        """Apply the complete commits among `blocks` (oldest first).
+    def replay(self, blocks: Iterable[tuple[int, int, LogBlock]]) -> list[int]:
+        """Apply the complete commits among `blocks`: (lane, message id, block) triples from
+        any number of lanes, in any order (commits are numbered, and applied in order).
 
         Returns the message ids of incomplete commits, which were never acknowledged and
         are ignored.
         """
         ignored: list[int] = []
-        pending: list[tuple[int, LogBlock]] = []
-        for message_id, block in blocks:
+        pending: list[tuple[int, int, LogBlock]] = []
+        for lane, message_id, block in sorted(blocks, key=lambda b: (b[2].commit, b[2].part, b[1])):
             # Even an ignored commit's number is spent: its nonces must never be reused.
             self.next_commit = max(self.next_commit, block.commit + 1)
-            if pending and (block.commit != pending[0][1].commit or block.part != len(pending)):
-                ignored.extend(mid for mid, _ in pending)
+            if pending and (block.commit != pending[0][2].commit or block.part != len(pending)):
+                ignored.extend(mid for _, mid, _ in pending)
                 pending = []
             if block.part != len(pending):
                 ignored.append(message_id)
                 continue
-            pending.append((message_id, block))
+            pending.append((lane, message_id, block))
             if len(pending) == block.parts:
-                for mid, part in pending:
-                    self.apply(mid, part)
+                for part_lane, mid, part in pending:
+                    self.apply(mid, part, lane=part_lane)
                 pending = []
-        ignored.extend(mid for mid, _ in pending)
+        ignored.extend(mid for _, mid, _ in pending)
         return ignored
 
     def add_field(self, name: str, default_key: int) -> None:
@@ -318,6 +323,7 @@ class TableState:
             write_uvarint(out, rid - start)
             write_uvarint(out, entry.location.message_id)
             write_uvarint(out, entry.location.entry)
+            write_uvarint(out, entry.location.lane)
             for key in entry.keys:
                 out += key.to_bytes(8, "big")
         return seal("dirp", bytes(out))
@@ -379,6 +385,7 @@ class TableState:
             index_pages={name: self.indexes[name].page_count for name in self.fields},
             directory_pages=tuple(sorted(self._directory_pages())),
             refs={key: refs[key] for key in current},
+            lanes=self.lanes,
         )
 
     def finish_checkpoint(
@@ -425,6 +432,7 @@ class TableState:
             next_rid=manifest.next_rid,
             next_commit=manifest.next_commit,
             refs=refs,
+            lanes=manifest.lanes,
         )
         for name in manifest.fields:
             count = manifest.index_pages.get(name, 0)
@@ -446,7 +454,7 @@ class TableState:
             start = number * DIRECTORY_SPAN
             for _ in range(reader.uvarint()):
                 rid = start + reader.uvarint()
-                location = Location(reader.uvarint(), reader.uvarint())
+                location = Location(reader.uvarint(), reader.uvarint(), reader.uvarint())
                 keys = tuple(int.from_bytes(reader.take(8), "big") for _ in range(width))
                 state.directory[rid] = DirEntry(location, keys)
             reader.expect_end()

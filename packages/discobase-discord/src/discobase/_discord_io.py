@@ -22,9 +22,9 @@ from discobase_core.errors import (
     DiscobaseError,
     DiscordUnavailableError,
 )
-from discobase_core.log import FILE_SUFFIX, MessagePlan, is_discobase_message, read_blob
+from discobase_core.log import MessagePlan, is_discobase_message, parse_file_name, read_blob
 
-__all__ = ["ChannelIO", "kind_of", "translate"]
+__all__ = ["ChannelIO", "describe", "translate"]
 
 log = logging.getLogger("discobase")
 
@@ -97,14 +97,11 @@ async def _with_retries(doing: str, action: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
-def kind_of(message: discord.Message) -> str | None:
-    """The blob kind a message holds, judged from its file names or content prefix."""
-    names = [attachment.filename for attachment in message.attachments]
-    if not is_discobase_message(message.content, names):
-        return None
-    if names:
-        return names[0].removesuffix(FILE_SUFFIX).rpartition("-")[0]
-    return None  # inline: only the blob itself says (see ChannelIO.read)
+def describe(message: discord.Message) -> tuple[str, int] | None:
+    """(kind, commit) of a message's blob, read from its attachment names; None for an
+    inline blob (only decoding its content says) or a foreign message."""
+    parsed = parse_file_name(message.attachments[0].filename) if message.attachments else None
+    return None if parsed is None else (parsed[0], parsed[1])
 
 
 class ChannelIO:
@@ -112,7 +109,7 @@ class ChannelIO:
 
     PAGE = 100  # messages per history request, Discord's maximum
 
-    def __init__(self, channel: discord.TextChannel, *, bot_id: int) -> None:
+    def __init__(self, channel: discord.TextChannel | discord.Thread, *, bot_id: int) -> None:
         self.channel = channel
         self.bot_id = bot_id
 

@@ -7,6 +7,11 @@ resolves each caller's future, so `await save()` returns once the record is dura
 Every `CHECKPOINT_EVERY` log messages (and at close) the writer appends a checkpoint of the
 index (discobase_core.state), so opening a table reads one history page and a few index
 pages, never every record.
+
+Discord lets a bot send about 5 messages per 5 s per channel, so commits take turns over
+several lanes: the table channel and threads of it (threads do not count towards a server's
+500 channels). Commits are numbered; replay merges the lanes by commit number.
+Checkpoints always go to the table channel.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import discord
 
-from discobase._discord_io import ChannelIO, kind_of
+from discobase._discord_io import ChannelIO, describe, translate
 from discobase_core.codec import RecordCodec, unseal
 from discobase_core.errors import (
     DatabaseCorruptionError,
@@ -57,6 +62,7 @@ CHECKPOINT_EVERY = 64  # log messages between checkpoints: bounds the replay at 
 _BATCH_BYTES = MAX_RECORD_BYTES  # one commit fits one message whenever it can
 _FETCH_CONCURRENCY = 8
 _Payloads = tuple[bytes | None, ...]
+_Tail = list[tuple[int, discord.Message, bytes | None]]  # (lane, message, blob if read)
 
 
 @dataclass(eq=False)
@@ -108,11 +114,14 @@ class TableStore(Generic[R]):
     """The storage of one table; see the module docstring."""
 
     def __init__(
-        self, model: type[R], name: str, channel_io: ChannelIO, *, cache_bytes: int
+        self, model: type[R], name: str, channel_io: ChannelIO, *, cache_bytes: int, lanes: int = 4
     ) -> None:
         self.model = model
         self.name = name
-        self.io = channel_io
+        self.io = channel_io  # lane 0, the table channel: checkpoints live here
+        self.ios: list[ChannelIO] = [channel_io]
+        self.lane_count = max(1, lanes)
+        self._next_lane = 0
         self.hasher: FieldHasher[R] = FieldHasher(model)
         self.codec: RecordCodec[R] = RecordCodec(model, table=name)
         self.schema = TableSchema.from_model(name, model)
@@ -130,24 +139,41 @@ class TableStore(Generic[R]):
     # -- opening ---------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Load the latest checkpoint, replay the log after it, reconcile the schema."""
-        tail: list[tuple[discord.Message, bytes | None]] = []
-        checkpoint: tuple[discord.Message, bytes] | None = None
+        """Load the latest checkpoint, replay the log after it (in every lane), reconcile
+        the schema, and make sure the table has its lanes."""
+        tail, checkpoint = await self._scan_table_channel()
+        if checkpoint is not None:
+            await self._load_checkpoint(*checkpoint)
+        floor = self.state.next_commit if checkpoint is not None else 0
+        await self._resolve_lanes()
+        for lane, channel_io in enumerate(self.ios[1:], start=1):
+            tail += await self._lane_tail(lane, channel_io, floor)
+        await self._replay(tail)
+        changed = self._reconcile_schema()
+        added = await self._ensure_lanes()
+        if checkpoint is None or changed or added:
+            await self._checkpoint()
+        self._writer = asyncio.create_task(self._write_loop(), name=f"discobase-writer-{self.name}")
+
+    async def _scan_table_channel(self) -> tuple[_Tail, tuple[discord.Message, bytes] | None]:
+        """The log messages newer than the latest checkpoint, and that checkpoint."""
+        tail: _Tail = []
         foreign = 0
         async for message in self.io.history():
             if not self.io.is_ours(message):
                 foreign += 1
                 continue
-            kind = kind_of(message)
+            named = describe(message)
             blob: bytes | None = None
-            if kind is None:
+            if named is None:
                 blob = await self.io.read(message)
                 kind, _ = unseal(blob, where=self.io.where(message.id))
+            else:
+                kind = named[0]
             if kind == "ckpt":
-                checkpoint = (message, blob or await self.io.read(message))
-                break
+                return tail, (message, blob or await self.io.read(message))
             if kind == "log":
-                tail.append((message, blob))
+                tail.append((0, message, blob))
             elif kind != "pages":
                 raise DatabaseCorruptionError(
                     f"{self.io.where(message.id)} holds a {kind!r} blob this version of "
@@ -157,13 +183,79 @@ class TableStore(Generic[R]):
                 )
         if foreign:
             log.info("table %s: ignored %d foreign messages in its channel", self.name, foreign)
-        if checkpoint is not None:
-            await self._load_checkpoint(*checkpoint)
-        await self._replay(list(reversed(tail)))
-        changed = self._reconcile_schema()
-        if checkpoint is None or changed:
-            await self._checkpoint()
-        self._writer = asyncio.create_task(self._write_loop(), name=f"discobase-writer-{self.name}")
+        return tail, None
+
+    async def _lane_tail(self, lane: int, channel_io: ChannelIO, floor: int) -> _Tail:
+        """The log messages of a lane thread from commit `floor` on (newest first)."""
+        tail: _Tail = []
+        async for message in channel_io.history():
+            if not channel_io.is_ours(message):
+                continue
+            named = describe(message)
+            blob: bytes | None = None
+            if named is None:
+                blob = await channel_io.read(message)
+                kind, _ = unseal(blob, where=channel_io.where(message.id))
+                commit = (
+                    decode_block(blob, where=channel_io.where(message.id))[0].commit
+                    if kind == "log"
+                    else 0
+                )
+            else:
+                kind, commit = named
+            if kind != "log":
+                continue
+            if commit < floor:
+                break  # a lane's commits only grow: everything older is in the checkpoint
+            tail.append((lane, message, blob))
+        return tail
+
+    async def _resolve_lanes(self) -> None:
+        """ChannelIOs for the lane threads the checkpoint names."""
+        guild = self.io.channel.guild
+        for thread_id in self.state.lanes[len(self.ios) - 1 :]:
+            thread = guild.get_thread(thread_id)
+            if thread is None:
+                try:
+                    fetched = await guild.fetch_channel(thread_id)
+                except discord.NotFound:
+                    raise DatabaseCorruptionError(
+                        f"lane thread {thread_id} of table {self.name} is gone (deleted?); "
+                        "the records written to it are missing",
+                        where=f"thread {thread_id}",
+                        reason="missing lane",
+                    ) from None
+                except discord.HTTPException as exc:
+                    raise translate(exc, f"opening lane {thread_id} of {self.name}") from exc
+                if not isinstance(fetched, discord.Thread):
+                    raise DatabaseCorruptionError(
+                        f"lane {thread_id} of table {self.name} is not a thread",
+                        where=f"channel {thread_id}",
+                        reason="bad lane",
+                    )
+                thread = fetched
+            self.ios.append(ChannelIO(thread, bot_id=self.io.bot_id))
+
+    async def _ensure_lanes(self) -> bool:
+        """Create the lane threads this table lacks; True if any was created."""
+        channel = self.io.channel
+        if not isinstance(channel, discord.TextChannel):
+            return False
+        created = False
+        while len(self.ios) < self.lane_count:
+            number = len(self.ios)
+            try:
+                thread = await channel.create_thread(
+                    name=f"{channel.name}-lane-{number}",
+                    type=discord.ChannelType.public_thread,
+                    auto_archive_duration=10080,
+                )
+            except discord.HTTPException as exc:
+                raise translate(exc, f"creating lane {number} of table {self.name}") from exc
+            self.state.lanes = (*self.state.lanes, thread.id)
+            self.ios.append(ChannelIO(thread, bot_id=self.io.bot_id))
+            created = True
+        return created
 
     async def _load_checkpoint(self, message: discord.Message, blob: bytes) -> None:
         where = self.io.where(message.id)
@@ -185,20 +277,20 @@ class TableStore(Generic[R]):
         await asyncio.gather(*(load(mid) for mid in others))
         self.state = TableState.from_checkpoint(manifest, message.id, pages_by_message, where=where)
 
-    async def _replay(self, tail: Sequence[tuple[discord.Message, bytes | None]]) -> None:
+    async def _replay(self, tail: _Tail) -> None:
         semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
 
-        async def blob_of(message: discord.Message, blob: bytes | None) -> bytes:
+        async def blob_of(lane: int, message: discord.Message, blob: bytes | None) -> bytes:
             if blob is not None:
                 return blob
             async with semaphore:
-                return await self.io.read(message)
+                return await self.ios[lane].read(message)
 
-        blobs = await asyncio.gather(*(blob_of(m, b) for m, b in tail))
-        blocks: list[tuple[int, LogBlock]] = []
-        for (message, _), blob in zip(tail, blobs, strict=True):
-            block, _ = decode_block(blob, where=self.io.where(message.id))
-            blocks.append((message.id, block))
+        blobs = await asyncio.gather(*(blob_of(*item) for item in tail))
+        blocks: list[tuple[int, int, LogBlock]] = []
+        for (lane, message, _), blob in zip(tail, blobs, strict=True):
+            block, _ = decode_block(blob, where=self.ios[lane].where(message.id))
+            blocks.append((lane, message.id, block))
         ignored = self.state.replay(blocks)
         if ignored:
             log.warning(
@@ -206,7 +298,7 @@ class TableStore(Generic[R]):
                 self.name,
                 len(ignored),
             )
-        for message_id, block in blocks:
+        for _, message_id, block in blocks:
             self._cache.put(message_id, block)
         self._tail_messages = len(blocks)
 
@@ -291,19 +383,24 @@ class TableStore(Generic[R]):
         del self._queue[:count]
         return batch
 
-    def _nonce(self, commit: int, part: str) -> str:
-        raw = f"{self.io.channel.id}:{commit}:{part}".encode()
+    def _nonce(self, channel_io: ChannelIO, commit: int, part: str) -> str:
+        raw = f"{channel_io.channel.id}:{commit}:{part}".encode()
         return hashlib.sha1(raw).hexdigest()[:25]
 
     async def _commit(self, batch: list[_Op]) -> None:
         commit = self.state.allocate_commit()
+        lane = self._next_lane
+        self._next_lane = (lane + 1) % len(self.ios)
+        channel_io = self.ios[lane]
         sent: list[tuple[int, LogBlock]] = []
         try:
             planned = plan_commit(
                 [op.entry for op in batch], commit=commit, width=len(self.state.fields)
             )
             for block, plan in planned:
-                message = await self.io.send(plan, nonce=self._nonce(commit, str(block.part)))
+                message = await channel_io.send(
+                    plan, nonce=self._nonce(channel_io, commit, str(block.part))
+                )
                 sent.append((message.id, block))
         except BaseException as exc:
             for op in batch:
@@ -321,7 +418,7 @@ class TableStore(Generic[R]):
             log.warning("table %s: a commit of %d writes failed: %s", self.name, len(batch), exc)
             return
         for message_id, block in sent:
-            self.state.apply(message_id, block, where=self.io.where(message_id))
+            self.state.apply(message_id, block, lane=lane, where=channel_io.where(message_id))
             self._cache.put(message_id, block)
         self._tail_messages += len(sent)
         for op in batch:
@@ -346,11 +443,14 @@ class TableStore(Generic[R]):
         page_ids: list[int] = []
         for number, blob in enumerate(plan.page_blobs):
             message = await self.io.send(
-                plan_blob("pages", blob, inline=False), nonce=self._nonce(commit, f"p{number}")
+                plan_blob("pages", blob, commit=commit, inline=False),
+                nonce=self._nonce(self.io, commit, f"p{number}"),
             )
             page_ids.append(message.id)
         final = plan.final_blob(page_ids)
-        message = await self.io.send(plan_blob("ckpt", final), nonce=self._nonce(commit, "ckpt"))
+        message = await self.io.send(
+            plan_blob("ckpt", final, commit=commit), nonce=self._nonce(self.io, commit, "ckpt")
+        )
         self.state.finish_checkpoint(plan, page_ids, message.id)
         self._tail_messages = 0
         log.debug("table %s: checkpoint in message %d", self.name, message.id)
@@ -386,47 +486,47 @@ class TableStore(Generic[R]):
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _load_blocks(self, wanted: set[int]) -> dict[int, _Payloads]:
-        """The log blocks of the `wanted` messages, from the cache or read a history page
-        (up to 100 messages, one request) at a time: never more requests than messages, and
-        records saved one by one are read 100 messages per request. Inline blocks that come
-        along in a page are cached too."""
+    async def _load_blocks(self, wanted: set[tuple[int, int]]) -> dict[int, _Payloads]:
+        """The log blocks of the `wanted` (lane, message id) pairs, by message id: from the
+        cache, or read a history page (up to 100 messages, one request) at a time, so never
+        more requests than messages, and records saved one by one are read 100 messages per
+        request. Inline blocks that come along in a page are cached too."""
         found: dict[int, _Payloads] = {}
-        for message_id in wanted:
+        others: dict[int, asyncio.Future[_Payloads]] = {}
+        mine: dict[int, set[int]] = {}  # lane -> message ids this call reads
+        for lane, message_id in wanted:
             cached = self._cache.get(message_id)
             if cached is not None:
                 found[message_id] = cached
-        others = {
-            mid: self._loading[mid] for mid in wanted if mid not in found and mid in self._loading
-        }
-        mine = {mid for mid in wanted if mid not in found and mid not in others}
+            elif message_id in self._loading:
+                others[message_id] = self._loading[message_id]
+            else:
+                mine.setdefault(lane, set()).add(message_id)
         loop = asyncio.get_running_loop()
-        futures = {mid: loop.create_future() for mid in mine}
+        futures = {mid: loop.create_future() for ids in mine.values() for mid in ids}
         self._loading.update(futures)
         try:
-            pending = set(mine)
-            while pending:
-                page = await self.io.page_after(min(pending) - 1)
-                for message, block in await self._blocks_of(page, pending):
-                    self._cache.put(message.id, block)
-                    payloads = tuple(
-                        e.payload if isinstance(e, Put) else None for e in block.entries
-                    )
-                    if message.id in pending:
-                        pending.discard(message.id)
-                        found[message.id] = payloads
-                        futures[message.id].set_result(payloads)
-                last = page[-1].id if len(page) == self.io.PAGE else None
-                missing = {mid for mid in pending if last is None or mid <= last}
-                if missing:
-                    where = self.io.where(min(missing))
-                    raise DatabaseCorruptionError(
-                        f"{where} holds records of table {self.name} but is gone "
-                        "(deleted by someone?)",
-                        hint="discobase never deletes its log messages; restore from an export",
-                        where=where,
-                        reason="missing message",
-                    )
+            for lane, pending in mine.items():
+                channel_io = self.ios[lane]
+                while pending:
+                    page = await channel_io.page_after(min(pending) - 1)
+                    for message, block in await self._blocks_of(channel_io, page, pending):
+                        payloads = self._cache.put(message.id, block)
+                        if message.id in pending:
+                            pending.discard(message.id)
+                            found[message.id] = payloads
+                            futures[message.id].set_result(payloads)
+                    last = page[-1].id if len(page) == channel_io.PAGE else None
+                    missing = {mid for mid in pending if last is None or mid <= last}
+                    if missing:
+                        where = channel_io.where(min(missing))
+                        raise DatabaseCorruptionError(
+                            f"{where} holds records of table {self.name} but is gone "
+                            "(deleted by someone?)",
+                            hint="discobase never deletes its log messages; restore from an export",
+                            where=where,
+                            reason="missing message",
+                        )
         except BaseException as exc:
             for future in futures.values():
                 if not future.done():
@@ -434,26 +534,26 @@ class TableStore(Generic[R]):
                     future.exception()  # retrieved: the waiters re-raise it
             raise
         finally:
-            for mid in mine:
+            for mid in futures:
                 self._loading.pop(mid, None)
         for mid, future in others.items():
             found[mid] = await future
         return found
 
     async def _blocks_of(
-        self, page: Sequence[discord.Message], wanted: set[int]
+        self, channel_io: ChannelIO, page: Sequence[discord.Message], wanted: set[int]
     ) -> list[tuple[discord.Message, LogBlock]]:
         """Decode the log blocks of a history page: every wanted one, and the inline ones."""
         chosen: list[tuple[discord.Message, bytes | None]] = []
         for message in page:
-            if not self.io.is_ours(message):
+            if not channel_io.is_ours(message):
                 continue
-            kind = kind_of(message)
-            if kind is None:  # inline: decoding costs nothing but CPU
-                blob = await self.io.read(message)
-                if unseal(blob, where=self.io.where(message.id))[0] == "log":
+            named = describe(message)
+            if named is None:  # inline: decoding costs nothing but CPU
+                blob = await channel_io.read(message)
+                if unseal(blob, where=channel_io.where(message.id))[0] == "log":
                     chosen.append((message, blob))
-            elif kind == "log" and message.id in wanted:
+            elif named[0] == "log" and message.id in wanted:
                 chosen.append((message, None))
         semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
 
@@ -461,11 +561,11 @@ class TableStore(Generic[R]):
             if blob is not None:
                 return blob
             async with semaphore:
-                return await self.io.read(message)
+                return await channel_io.read(message)
 
         blobs = await asyncio.gather(*(blob_of(m, b) for m, b in chosen))
         return [
-            (message, decode_block(blob, where=self.io.where(message.id))[0])
+            (message, decode_block(blob, where=channel_io.where(message.id))[0])
             for (message, _), blob in zip(chosen, blobs, strict=True)
         ]
 
@@ -482,16 +582,17 @@ class TableStore(Generic[R]):
         for start in range(0, len(rids), step):
             chunk = [(rid, self.state.location(rid)) for rid in rids[start : start + step]]
             located = [(rid, loc) for rid, loc in chunk if loc is not None]
-            blocks = await self._load_blocks({loc.message_id for _, loc in located})
+            blocks = await self._load_blocks({(loc.lane, loc.message_id) for _, loc in located})
             for rid, loc in located:
+                where = self.ios[loc.lane].where(loc.message_id)
                 payload = blocks[loc.message_id][loc.entry]
                 if payload is None:
                     raise DatabaseCorruptionError(
                         f"record {rid} of {self.name} points at a delete entry",
-                        where=self.io.where(loc.message_id),
+                        where=where,
                         reason="bad location",
                     )
-                record = self.codec.decode(payload, where=self.io.where(loc.message_id))
+                record = self.codec.decode(payload, where=where)
                 if any(
                     canonical_bytes(getattr(record, name)) != value
                     for name, value in wanted.items()

@@ -40,6 +40,8 @@ REQUIRED_PERMISSIONS = discord.Permissions(
     manage_channels=True,
     manage_roles=True,
     send_messages=True,
+    create_public_threads=True,
+    send_messages_in_threads=True,
     attach_files=True,
     read_message_history=True,
     manage_messages=True,
@@ -73,6 +75,8 @@ class Database:
     `http://127.0.0.1:8787`; this redirects every discord.py client in the process.
     discobase logs through the standard `logging` module under the name "discobase";
     `logging=True` also prints those records (INFO and up) to standard error.
+    Each table writes through `lanes` channels (its channel and threads of it); Discord
+    allows about 5 messages per 5 s in each, so more lanes, faster sustained writes.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class Database:
         category: str = "discobase",
         cache_bytes: int = 64 * 1024 * 1024,
         requests_per_second: float = 40.0,
+        lanes: int = 4,
         guild_ready_timeout: float = 1.0,
     ) -> None:
         self.name = name
@@ -95,6 +100,7 @@ class Database:
         self.category_name = category
         self.cache_bytes = cache_bytes
         self.requests_per_second = requests_per_second
+        self.lanes = lanes
         self.guild_ready_timeout = guild_ready_timeout
         self.tables: dict[str, type[Table]] = {}
         self.guild: discord.Guild | None = None
@@ -186,6 +192,8 @@ class Database:
             guild.me: discord.PermissionOverwrite(
                 view_channel=True,
                 send_messages=True,
+                create_public_threads=True,
+                send_messages_in_threads=True,
                 attach_files=True,
                 read_message_history=True,
                 manage_messages=True,
