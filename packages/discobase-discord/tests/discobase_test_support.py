@@ -54,6 +54,7 @@ async def run_script(
     until: Callable[[], bool] | None = None,
     limit_s: float = SCRIPT_TIMEOUT,
     env: dict[str, str] | None = None,
+    args: list[str] | None = None,
 ) -> ScriptResult:
     """Run `code` as a script in a new Python process against the emulator at `url`.
 
@@ -68,6 +69,7 @@ async def run_script(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(path),
+        *(args or []),
         cwd=str(tmp_path),
         env=full_env,
         stdout=asyncio.subprocess.PIPE,
