@@ -103,21 +103,9 @@ async def test_login_thread_and_run_sync(emu: Emulator, make_db: MakeDb) -> None
         assert [u.age for u in found] == [3]
         assert db.run_sync(User.count) == 2
         names = [u.name for u in db.run_sync(User.find)]
-        # Stop: db.run_sync(db.close) is the natural way, but it never returns (see the
-        # report: the thread's loop stops as soon as the login task ends, with close()
-        # still waiting for it). So close() is started on the thread's loop, the thread
-        # ends, and this thread runs the stopped loop until close() has finished.
-        loop = db._thread_loop
-        assert loop is not None
-        closing = asyncio.run_coroutine_threadsafe(db.close(), loop)
+        db.run_sync(db.close, timeout=30)
         thread.join(30)
         assert not thread.is_alive()
-        for _ in range(1000):
-            if closing.done():
-                break
-            loop.run_until_complete(asyncio.sleep(0.01))
-        closing.result(0)
-        loop.close()
         return names
 
     # The emulator serves on this loop, so the synchronous program runs on another thread.
@@ -243,6 +231,15 @@ async def test_ids_and_tasks(make_db: MakeDb) -> None:
         assert user.disco_id is None
         assert user.__disco_id__ == -1
         assert [u.name for u in await User.find()] == ["b"]
+
+
+async def test_saved_record_equals_found_record(make_db: MakeDb) -> None:
+    db = make_db()
+    User = user_table(db)
+    async with db.conn(TOKEN):
+        user = await User(name="a", age=1).save()
+        assert await User.find_unique(name="a") == user
+        assert await User.find() == [user]
 
 
 async def test_save_update_delete_misuse(make_db: MakeDb) -> None:
@@ -519,3 +516,24 @@ async def test_table_name_to_channel_and_two_databases(emu: Emulator, make_db: M
 
     async with db2.conn(TOKEN):
         assert [b.title for b in await BookMark.find()] == ["t"]
+
+
+async def test_no_429_under_rate_limits(emu: Emulator, make_db: MakeDb) -> None:
+    """With Discord's limits enforced (the "fast" profile: every window / 10), a burst of
+    saves, one-by-one saves, updates and deletes get no 429 at all."""
+    await emu.control.set_profile("fast")
+    db = make_db()
+    User = user_table(db)
+    async with db.conn(TOKEN):
+        users = [User(name=f"u{i}", age=i) for i in range(300)]
+        await asyncio.gather(*(u.save() for u in users))
+        for i in range(40):
+            await User(name=f"single{i}").save()
+        for user in users[:40]:
+            user.age = -1
+            await user.update()
+        await asyncio.gather(*(u.delete() for u in users[40:80]))
+        assert await User.count() == 300
+        assert await User.count(age=-1) == 40
+    metrics = await emu.control.metrics()
+    assert metrics["http_429"]["total"] == 0, metrics["http_429"]
