@@ -61,6 +61,11 @@ def _enable_logging() -> None:
         log.setLevel(_logging.INFO)
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 def channel_name(table: str) -> str:
     """The channel of a table: Discord lowercases names and allows [a-z0-9_-]."""
     return re.sub(r"[^a-z0-9_-]", "-", table.lower())[:100]
@@ -403,27 +408,33 @@ class Database:
             await asyncio.gather(task, return_exceptions=True)
         self._login_task = None
         self._ready = None
+        loop = asyncio.get_running_loop()
+        if self._thread_loop is loop:
+            # End the login_thread's loop two iterations from now, after whoever awaits
+            # close() from another thread has been handed its result.
+            self._thread_loop = None
+            loop.call_soon(loop.call_soon, loop.stop)
 
     # -- synchronous use -------------------------------------------------------------------
 
     def login_thread(self, token: str) -> threading.Thread:
         """Run the connection on a background thread with its own event loop, for
-        synchronous programs; run the async API on it with `run_sync`."""
+        synchronous programs; run the async API on it with `run_sync`. The thread ends
+        when the database is closed (`db.run_sync(db.close)`)."""
         loop = asyncio.new_event_loop()
         self._thread_loop = loop
-
         # Created before the thread starts, so wait_ready() can never miss it.
         task = loop.create_task(self.login(token), name="discobase-login")
+        task.add_done_callback(_retrieve)  # a failure is kept in _failure for wait_ready
         self._login_task = task
 
         def run() -> None:
             asyncio.set_event_loop(loop)
             try:
-                loop.run_until_complete(task)
-            except DiscobaseError:
-                pass  # kept in self._failure; wait_ready raises it
+                loop.run_forever()
             finally:
                 loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
 
         thread = threading.Thread(target=run, name="discobase", daemon=True)
         thread.start()
@@ -441,7 +452,9 @@ class Database:
         `db.run_sync(User.find, name="Peter")`."""
         loop = self._thread_loop
         if loop is None or loop.is_closed():
-            raise DatabaseTableError("no database thread", hint="call db.login_thread(token) first")
+            raise DatabaseTableError(
+                "no database thread is running", hint="call db.login_thread(token) first"
+            )
 
         async def invoke() -> T:
             if callable(call):

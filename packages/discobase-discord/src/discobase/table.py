@@ -78,7 +78,14 @@ class Table(BaseModel):
         future = self._store().put(self, new=True)
         task = self._database()._track(future, self)
         self._disco_saving = task
+        task.add_done_callback(self._saved)
         return task
+
+    def _saved(self, task: asyncio.Task[Self]) -> None:
+        # Private attributes take part in pydantic's ==: a stored record must not carry its
+        # finished save task, or it would differ from the same record read back.
+        if self._disco_saving is task:
+            self._disco_saving = None
 
     def update(self) -> asyncio.Task[Self]:
         """Write this record's current values over the stored ones."""
