@@ -34,17 +34,19 @@ log = _logging.getLogger("discobase")
 T = TypeVar("T")
 TableT = TypeVar("TableT", bound=type[Table])
 
-# What the bot needs in its server: create hidden channels and write and read its own data.
+# What the bot needs in each table channel: write and read its own data, and lane threads.
+_CHANNEL_PERMISSIONS = {
+    "view_channel": True,
+    "send_messages": True,
+    "create_public_threads": True,
+    "send_messages_in_threads": True,
+    "attach_files": True,
+    "read_message_history": True,
+    "manage_messages": True,
+}
+# ... and in the server: create those channels, hidden from everyone else.
 REQUIRED_PERMISSIONS = discord.Permissions(
-    view_channel=True,
-    manage_channels=True,
-    manage_roles=True,
-    send_messages=True,
-    create_public_threads=True,
-    send_messages_in_threads=True,
-    attach_files=True,
-    read_message_history=True,
-    manage_messages=True,
+    manage_channels=True, manage_roles=True, **_CHANNEL_PERMISSIONS
 )
 _MAX_CHANNELS = 500
 
@@ -194,15 +196,7 @@ class Database:
     def _hidden(self, guild: discord.Guild) -> dict[Any, discord.PermissionOverwrite]:
         return {
             guild.default_role: discord.PermissionOverwrite(view_channel=False),
-            guild.me: discord.PermissionOverwrite(
-                view_channel=True,
-                send_messages=True,
-                create_public_threads=True,
-                send_messages_in_threads=True,
-                attach_files=True,
-                read_message_history=True,
-                manage_messages=True,
-            ),
+            guild.me: discord.PermissionOverwrite(**_CHANNEL_PERMISSIONS),
         }
 
     async def _ensure_category(self) -> discord.CategoryChannel:
