@@ -64,7 +64,13 @@ def bench(session: nox.Session) -> None:
     sync(session, "--package", "discobase-benchmarks", "--group", "test")
     session.run("pytest", "benchmarks", "--benchmark-only", *session.posargs)
     session.run(
-        "python", "benchmarks/workload.py", "--records", "10000", "--json", "workload-report.json"
+        "python",
+        "benchmarks/workload.py",
+        "--records",
+        "10000",
+        "--json",
+        "workload-report.json",
+        "--check-bars",
     )
 
 

@@ -301,11 +301,48 @@ async def run(args: argparse.Namespace, control: EmulatorControl) -> dict[str, A
     }
 
 
+def bars(report: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Issue 4's bars (set for --records 10000 --profile discord): phase -> (bar, met)."""
+    phases = report["phases"]
+    n = report["records"]
+
+    def get(phase: str, key: str) -> float:
+        return float(phases.get(phase, {}).get(key, float("inf")))
+
+    bulk = phases.get("bulk_load", {})
+    out = {
+        "bulk_load": (
+            "<= 0.05 req/record, >= 500 records/s, 0 x 429",
+            get("bulk_load", "requests_per_op") <= 0.05
+            and bulk.get("ops_per_s", 0) >= 500
+            and bulk.get("http_429", 1) == 0,
+        ),
+        "reopen": ("<= 50 requests", get("reopen", "requests") <= 50),
+        "lookup_cold": ("<= 1.0 req/lookup", get("lookup_cold", "requests_per_op") <= 1.0),
+        "lookup_warm": ("<= 0.01 req/op", get("lookup_warm", "requests_per_op") <= 0.01),
+        "miss": ("<= 0.01 req/op", get("miss", "requests_per_op") <= 0.01),
+        "scan": (f"<= {max(10, n // 100)} requests", get("scan", "requests") <= max(10, n / 100)),
+        "single_save": ("<= 2 req/save", get("single_save", "requests_per_op") <= 2),
+    }
+    for phase in ("update", "delete"):
+        out[phase] = (
+            "<= 0.2 req/op, 0 x 429",
+            get(phase, "requests_per_op") <= 0.2 and get(phase, "http_429") == 0,
+        )
+    totals = report["totals"]
+    out["whole run"] = (
+        "0 x 429, correct, < 300 s",
+        totals["http_429"] == 0 and report["correct"] and totals["seconds"] < 300,
+    )
+    return out
+
+
 def print_table(report: dict[str, Any]) -> None:
     print()
+    checked = bars(report)
     header = (
         f"{'phase':<12} {'ops':>6} {'requests':>9} {'req/op':>8} {'cdn':>5} {'429':>4} "
-        f"{'seconds':>8} {'ops/s':>9}  ok"
+        f"{'seconds':>8} {'ops/s':>9}  ok   bar"
     )
     print(header)
     print("-" * len(header))
@@ -313,14 +350,23 @@ def print_table(report: dict[str, Any]) -> None:
         print(
             f"{name:<12} {p['ops']:>6} {p['requests']:>9} {p['requests_per_op']:>8.3f} "
             f"{p['cdn_requests']:>5} {p['http_429']:>4} {p['seconds']:>8.2f} "
-            f"{p['ops_per_s']:>9.1f}  {'yes' if p['correct'] else 'NO'}"
+            f"{p['ops_per_s']:>9.1f}  {'yes' if p['correct'] else 'NO ':<4} "
+            + _bar_text(checked.get(name))
         )
     t = report["totals"]
     print("-" * len(header))
     print(
         f"total: {t['requests']} requests, {t['http_429']} x 429, {t['invalid_requests']} invalid, "
-        f"{t['seconds']}s; correct = {str(report['correct']).lower()}"
+        f"{t['seconds']}s; correct = {str(report['correct']).lower()}; "
+        + _bar_text(checked["whole run"])
     )
+
+
+def _bar_text(bar: tuple[str, bool] | None) -> str:
+    if bar is None:
+        return ""
+    text, met = bar
+    return f"{'met' if met else 'MISSED'}: {text}"
 
 
 @asynccontextmanager
@@ -343,6 +389,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await control.set_profile(args.profile)
         print(f"standard workload: {args.records} records, profile {args.profile}, {args.api_url}")
         report = await run(args, control)
+    report["bars"] = {name: {"bar": text, "met": met} for name, (text, met) in bars(report).items()}
     print_table(report)
     return report
 
@@ -355,6 +402,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--api-url", help="an emulator (or Discord) that is already up")
     parser.add_argument("--token", default="workload-bot-token")
     parser.add_argument("--guild", default="discobase workload")
+    parser.add_argument(
+        "--check-bars", action="store_true", help="exit 2 when a bar of issue 4 is missed"
+    )
     args = parser.parse_args(argv)
     args.external = bool(args.api_url)
     return args
@@ -366,7 +416,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"report written to {args.json}")
-    return 0 if report["correct"] else 1
+    if not report["correct"]:
+        return 1
+    missed = [name for name, bar in report["bars"].items() if not bar["met"]]
+    if args.check_bars and missed:
+        print(f"bars missed: {', '.join(missed)}")
+        return 2
+    return 0
 
 
 if __name__ == "__main__":

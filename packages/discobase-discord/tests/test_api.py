@@ -537,3 +537,27 @@ async def test_no_429_under_rate_limits(emu: Emulator, make_db: MakeDb) -> None:
         assert await User.count(age=-1) == 40
     metrics = await emu.control.metrics()
     assert metrics["http_429"]["total"] == 0, metrics["http_429"]
+
+
+async def test_wait_ready_right_after_creating_a_login_task(make_db: MakeDb) -> None:
+    db = make_db()
+    user_table(db)
+    task = asyncio.create_task(db.login(TOKEN))
+    await db.wait_ready()  # the task has not started yet: wait_ready must still wait for it
+    await db.close()
+    await task
+
+
+async def test_writes_without_an_event_loop_say_how_to_make_them(make_db: MakeDb) -> None:
+    db = make_db()
+    User = user_table(db)
+    db.login_task(TOKEN)
+    await db.wait_ready()
+
+    def synchronous_save() -> None:
+        User(name="Peter").save()
+
+    with pytest.raises(discobase.DatabaseTableError) as err:
+        await asyncio.to_thread(synchronous_save)
+    assert "run_sync" in str(err.value)
+    assert await User.count() == 0

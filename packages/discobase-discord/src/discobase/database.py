@@ -158,6 +158,18 @@ class Database:
             )
         return store
 
+    @staticmethod
+    def _require_loop(action: str) -> None:
+        """Writes are tasks on the running event loop: say how to call them without one."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise DatabaseTableError(
+                f"{action}() needs a running event loop",
+                hint="await it in async code; from synchronous code, use "
+                f"db.login_thread(token) and db.run_sync(record.{action})",
+            ) from None
+
     def _track(self, future: asyncio.Future[int], record: T) -> asyncio.Task[T]:
         async def wait() -> T:
             await future
@@ -351,6 +363,8 @@ class Database:
         """Wait until every table is open; raises the login failure instead of hanging
         (wrap it in `asyncio.timeout()` to bound the wait)."""
         ready = self._events()
+        if self._login_task is None and self.bot is None:
+            await asyncio.sleep(0)  # a login() task created just now starts running here
         task = self._login_task
         if task is None and self.bot is None:
             raise DatabaseTableError(

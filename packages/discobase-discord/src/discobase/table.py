@@ -62,6 +62,11 @@ class Table(BaseModel):
     def _store(cls) -> TableStore[Self]:
         return cls._database()._store_for(cls)
 
+    def _writer(self, action: str) -> TableStore[Self]:
+        database = self._database()
+        database._require_loop(action)
+        return database._store_for(type(self))
+
     # -- writes ----------------------------------------------------------------------------
 
     def save(self) -> asyncio.Task[Self]:
@@ -75,7 +80,7 @@ class Table(BaseModel):
                 f"this {type(self).__name__} record is already saved (id {self._disco_id})",
                 hint="use update() to change it, or commit() to save or update",
             )
-        future = self._store().put(self, new=True)
+        future = self._writer("save").put(self, new=True)
         task = self._database()._track(future, self)
         self._disco_saving = task
         task.add_done_callback(self._saved)
@@ -90,7 +95,7 @@ class Table(BaseModel):
     def update(self) -> asyncio.Task[Self]:
         """Write this record's current values over the stored ones."""
         self._require_saved("update")
-        future = self._store().put(self, new=False)
+        future = self._writer("update").put(self, new=False)
         return self._database()._track(future, self)
 
     def _require_saved(self, action: str) -> None:
@@ -107,7 +112,7 @@ class Table(BaseModel):
     def delete(self) -> asyncio.Task[Self]:
         """Remove this record from its table."""
         self._require_saved("delete")
-        future = self._store().delete(self)
+        future = self._writer("delete").delete(self)
         return self._database()._track(future, self)
 
     # -- queries ---------------------------------------------------------------------------
