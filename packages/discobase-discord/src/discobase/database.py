@@ -318,6 +318,9 @@ class Database:
             self._failure = translate(exc, "opening the database")
             log.error("discobase could not open %r: %s", self.name, self._failure)
             self._events().set()
+            for store in list(self._stores.values()):  # tables opened before the failure
+                await store.close()
+            self._stores.clear()
             await client.close()
             if not isinstance(exc, Exception):
                 raise
