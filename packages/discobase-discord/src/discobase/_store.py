@@ -134,6 +134,7 @@ class TableStore(Generic[R]):
         self._cache = _BlockCache(cache_bytes)
         self._loading: dict[int, asyncio.Future[_Payloads]] = {}
         self._tail_messages = 0
+        self._wrote = False  # a database that only read leaves the channel as it found it
         self.notes: list[str] = []
 
     # -- opening ---------------------------------------------------------------------------
@@ -421,6 +422,7 @@ class TableStore(Generic[R]):
             self.state.apply(message_id, block, lane=lane, where=channel_io.where(message_id))
             self._cache.put(message_id, block)
         self._tail_messages += len(sent)
+        self._wrote = True
         for op in batch:
             self._settle(op)
             deleted = isinstance(op.entry, Delete) and not self.exists(op.entry.rid)
@@ -476,7 +478,7 @@ class TableStore(Generic[R]):
         self._wakeup.set()
         if self._writer is not None:
             await self._writer
-        if self._tail_messages and self.state.dirty():
+        if self._wrote and self._tail_messages and self.state.dirty():
             try:
                 await self._checkpoint()
             except DiscobaseError as exc:
