@@ -101,10 +101,6 @@ class MessagePlan:
     content: str | None
     files: tuple[tuple[str, bytes], ...]
 
-    @property
-    def size(self) -> int:
-        return len(self.content or "") + sum(len(data) for _, data in self.files)
-
 
 def _encode_entry(entry: Entry, width: int) -> bytes:
     out = bytearray()

@@ -18,7 +18,7 @@ writer is sequential, so nothing is appended while a checkpoint is being written
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -398,9 +398,6 @@ class TableState:
             index.mark_clean()
         self._dirty_directory.clear()
 
-    def referenced_messages(self) -> set[int]:
-        return set(self.refs.values())
-
     @classmethod
     def from_checkpoint(
         cls,
@@ -466,6 +463,3 @@ class TableState:
                 reason="record count",
             )
         return state
-
-    def iter_entries(self) -> Iterator[tuple[int, DirEntry]]:
-        return iter(sorted(self.directory.items()))
