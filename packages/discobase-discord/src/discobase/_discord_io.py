@@ -80,19 +80,26 @@ def translate(exc: BaseException, doing: str) -> DiscobaseError:
     return DiscobaseError(f"unexpected failure while {doing}: {exc!r}")
 
 
+def _retryable(exc: BaseException) -> bool:
+    """Discord failing (5xx), or still rate limiting after discord.py's own five tries."""
+    return isinstance(exc, discord.DiscordServerError) or (
+        isinstance(exc, discord.HTTPException) and exc.status == 429
+    )
+
+
 async def _with_retries(doing: str, action: Callable[[], Awaitable[T]]) -> T:
-    """Run `action`, retrying Discord's 5xx answers with a backoff (the action must be
-    idempotent: reads, or sends carrying a nonce)."""
+    """Run `action`, retrying Discord's 5xx and persistent 429 answers with a backoff (the
+    action must be idempotent: reads, or sends carrying a nonce)."""
     for attempt in range(_RETRY_ATTEMPTS):
         try:
             return await action()
-        except discord.DiscordServerError as exc:
-            if attempt == _RETRY_ATTEMPTS - 1:
+        except discord.HTTPException as exc:
+            if not _retryable(exc) or attempt == _RETRY_ATTEMPTS - 1:
                 raise translate(exc, doing) from exc
             delay = 0.5 * 2**attempt
             log.warning("Discord answered %s while %s; retrying in %.1fs", exc.status, doing, delay)
             await asyncio.sleep(delay)
-        except (TimeoutError, discord.HTTPException, discord.LoginFailure, OSError) as exc:
+        except (TimeoutError, discord.LoginFailure, discord.RateLimited, OSError) as exc:
             raise translate(exc, doing) from exc
     raise AssertionError("unreachable")
 
