@@ -59,7 +59,10 @@ log = logging.getLogger("discobase")
 R = TypeVar("R", bound="Table")
 
 CHECKPOINT_EVERY = 64  # log messages between checkpoints: bounds the replay at open
-_BATCH_BYTES = MAX_RECORD_BYTES  # one commit fits one message whenever it can
+# Records per commit, in bytes: a commit is one message, and a cold read downloads the whole
+# message holding a record, so commits stay small enough to read one record cheaply (a record
+# bigger than this still gets a commit of its own, up to MAX_RECORD_BYTES).
+_BATCH_BYTES = 2 * 1024 * 1024
 _FETCH_CONCURRENCY = 8
 _Payloads = tuple[bytes | None, ...]
 _Tail = list[tuple[int, discord.Message, bytes | None]]  # (lane, message, blob if read)
