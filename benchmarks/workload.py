@@ -177,12 +177,16 @@ async def run(args: argparse.Namespace, control: EmulatorControl) -> dict[str, A
         ids = [r.disco_id for r in records]
         check(phase, None not in ids and len(set(ids)) == n, "saves did not all get distinct ids")
 
-    async def reopen(phase: Phase) -> None:
+    async def reopen_database() -> None:
+        """Close, then open a new Database object (new client, empty caches)."""
         nonlocal db, User
         await db.close()
         db, User = open_database(args)
         db.login_task(args.token)
         await db.wait_ready()
+
+    async def reopen(phase: Phase) -> None:
+        await reopen_database()
 
     async def lookups(phase: Phase) -> None:
         for i in sample:
@@ -232,11 +236,7 @@ async def run(args: argparse.Namespace, control: EmulatorControl) -> dict[str, A
             check(phase, record.disco_id is not None, "a single save got no id")
 
     async def verify(phase: Phase) -> None:
-        nonlocal db, User
-        await db.close()
-        db, User = open_database(args)
-        db.login_task(args.token)
-        await db.wait_ready()
+        await reopen_database()
         gone = set(deleted)
         renamed = set(sample)
         live = {i: user_fields(i) for i in [*range(n), *range(n, n + 20)] if i not in gone}

@@ -35,7 +35,7 @@ from discobase_core.errors import (
     NotFoundError,
     RecordTooLargeError,
 )
-from discobase_core.hashing import FieldHasher, canonical_bytes
+from discobase_core.hashing import FieldHasher, canonical_bytes, value_key
 from discobase_core.log import (
     MAX_RECORD_BYTES,
     Delete,
@@ -576,11 +576,9 @@ class TableStore(Generic[R]):
 
     async def find(self, query: Mapping[str, Any], *, limit: int | None = None) -> list[R]:
         """Records matching every (field, value) of `query`, oldest first."""
-        keys = {name: self.hasher.key(name, value) for name, value in query.items()}
-        wanted = {
-            name: canonical_bytes(self.hasher.validate(name, value))
-            for name, value in query.items()
-        }
+        values = {name: self.hasher.validate(name, value) for name, value in query.items()}
+        keys = {name: value_key(value) for name, value in values.items()}
+        wanted = {name: canonical_bytes(value) for name, value in values.items()}
         rids = self.state.candidates(keys)
         found: list[R] = []
         step = 512

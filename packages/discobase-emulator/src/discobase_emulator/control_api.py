@@ -16,13 +16,21 @@ from .core import CORE, RESET, Core
 from .errors import APIError, json_response, unknown_channel, unknown_guild
 from .models import guild_json, user_json
 from .state import channel_defaults
-from .store import User
+from .store import Channel, User
 
 routes = web.RouteTableDef()
 
 
 def _core(request: web.Request) -> Core:
     return request.app[CORE]
+
+
+def _channel_of(core: Core, request: web.Request) -> Channel:
+    """The channel named by the path, or Discord's 404 (10003)."""
+    channel = core.state.store.channels.get(int(request.match_info["channel_id"]))
+    if channel is None:
+        raise unknown_channel()
+    return channel
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -133,9 +141,7 @@ async def attachment_ttl(request: web.Request) -> web.Response:
 @routes.post(r"/_emu/channels/{channel_id:\d+}/user-messages")
 async def post_as_user(request: web.Request) -> web.Response:
     core = _core(request)
-    channel = core.state.store.channels.get(int(request.match_info["channel_id"]))
-    if channel is None:
-        raise unknown_channel()
+    channel = _channel_of(core, request)
     body = await _body(request)
     user = core.state.human(str(body.get("username") or "someone"))
     guild = core.state.store.guilds[channel.guild_id]
@@ -147,9 +153,7 @@ async def post_as_user(request: web.Request) -> web.Response:
 @routes.post(r"/_emu/channels/{channel_id:\d+}/seed")
 async def seed(request: web.Request) -> web.Response:
     core = _core(request)
-    channel = core.state.store.channels.get(int(request.match_info["channel_id"]))
-    if channel is None:
-        raise unknown_channel()
+    channel = _channel_of(core, request)
     body = await _body(request)
     contents = [str(c) for c in body.get("contents") or []]
     age_s = float(body.get("age_seconds") or 0.0)
