@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -194,6 +195,6 @@ def test_terms_never_overlap_and_order_of_reading_does_not_matter(
     rnd.shuffle(shuffled)
     assert fold(shuffled) == view
     ordered = sorted(view.terms.items())
-    for (_, info), (next_term, _) in zip(ordered, ordered[1:], strict=False):
+    for (_, info), (next_term, _) in itertools.pairwise(ordered):
         assert info.cutoff_ms is not None
         assert info.cutoff_ms <= snowflake_ms(next_term)
