@@ -92,7 +92,7 @@ async def test_close_releases_and_reopen_continues_ids(make_db: MakeDb) -> None:
     db, Item = await opened(make_db)
     saved = [await Item(marker=f"x{i}").save() for i in range(3)]
     await db.close()
-    again, Item2 = await opened(make_db, lease_wait=0)  # released: no wait at all
+    _again, Item2 = await opened(make_db, lease_wait=0)  # released: no wait at all
     new = await Item2(marker="y").save()
     assert new.disco_id not in {r.disco_id for r in saved}
     assert await Item2.count() == 4
@@ -250,7 +250,7 @@ async def test_killed_writer_lease_runs_out_and_ids_are_never_reused(
     finally:
         old.kill()
     acked = {e["marker"]: e["id"] for e in old.seen("ack")}
-    db, Item = await opened(make_db, lease_ttl=TTL, lease_wait=30)  # waits out the lease
+    _db, Item = await opened(make_db, lease_ttl=TTL, lease_wait=30)  # waits out the lease
     found = {r.marker: r.disco_id for r in await Item.find()}
     assert acked.items() <= found.items()
     fresh = await Item(marker="fresh").save()
