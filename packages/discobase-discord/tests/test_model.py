@@ -64,8 +64,8 @@ async def crash(db: discobase.Database) -> None:
         if store._writer is not None:
             store._writer.cancel()
             await asyncio.gather(store._writer, return_exceptions=True)
+    await db._release()  # with each table's last acknowledged commit
     db._stores.clear()
-    await db._release()
     assert db.bot is not None
     await db.bot.close()
 

@@ -46,7 +46,8 @@ log = logging.getLogger("discobase")
 
 LEASE_CHANNEL = "discobase-lease"
 _POLL_S = 1.0  # how often a waiting writer looks at the lease again
-_CLOCK_SLACK_MS = 5_000  # how far our wall clock may be off Discord's before we wait instead
+_CLOCK_SLACK_MS = 5_000
+_ACKED_BEAT_S = 1.0  # how far our wall clock may be off Discord's before we wait instead
 
 
 def _holder() -> str:
@@ -93,6 +94,8 @@ class Lease:
         self.lost: str | None = None  # why this process may no longer write
         self._beating: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._urgent = False  # renew now, the lease is about to run out
+        self._acked_news = False  # a commit was acknowledged since the last beat
         self._beat_lock = asyncio.Lock()
 
     # -- acquiring -------------------------------------------------------------------------
@@ -161,12 +164,28 @@ class Lease:
             self._beat_loop(), name="discobase-lease"
         )
 
+    def note_acked(self) -> None:
+        """A table acknowledged a commit: report it within a second, so a log message
+        deleted later is noticed at the next open (at most one beat a second for this)."""
+        if not self._acked_news:
+            self._acked_news = True
+            self._wake.set()
+
     async def _beat_loop(self) -> None:
+        last = self.clock()
         while self.lost is None:
+            due = last + self.beat_s
+            if self._acked_news:
+                due = min(due, last + _ACKED_BEAT_S)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.beat_s):
+                async with asyncio.timeout(max(0.0, due - self.clock())):
                     await self._wake.wait()
             self._wake.clear()
+            if self.clock() < due and not self._urgent:
+                continue  # woken early for news that can wait until `due`
+            self._urgent = False
+            self._acked_news = False
+            last = self.clock()
             try:
                 await self.beat()
             except LeaseLostError:
@@ -215,7 +234,8 @@ class Lease:
         if self.lost is None and self.term is None:
             self.lost = "it does not hold the lease (closed?)"
         if self.lost is None and self.clock() > self.local_expiry - self.margin_ms / 1000:
-            self._wake.set()  # renew now; the write waits for it
+            self._urgent = True  # renew now
+            self._wake.set()
             if self.clock() > self.local_expiry:
                 self._lose("it was not renewed in time (was the process paused?)")
         if self.lost is not None:

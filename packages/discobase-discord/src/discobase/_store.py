@@ -577,6 +577,7 @@ class TableStore(Generic[R]):
         self._tail_messages += len(sent)
         self._wrote = True
         self.acked = commit
+        lease.note_acked()
         for op in batch:
             self._settle(op)
             if op.record is not None and op.record.disco_id == op.entry.rid:

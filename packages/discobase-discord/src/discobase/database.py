@@ -639,8 +639,8 @@ class Database:
                 log.warning("a background write failed: %s", result)
         for store in list(self._stores.values()):
             await store.close()
+        await self._release()  # its report names each table's last acknowledged commit
         self._stores.clear()
-        await self._release()
         if self.bot is not None and not self.bot.is_closed():
             await self.bot.close()
         task = self._login_task
