@@ -12,7 +12,7 @@ import asyncio
 import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import discord
@@ -25,7 +25,7 @@ from discobase_core.errors import (
 )
 from discobase_core.log import MessagePlan, is_discobase_message, parse_file_name, read_blob
 
-__all__ = ["ChannelIO", "describe", "translate", "with_retries"]
+__all__ = ["ChannelIO", "describe", "retry_reads", "translate", "with_retries"]
 
 log = logging.getLogger("discobase")
 
@@ -119,6 +119,30 @@ async def with_retries(doing: str, action: Callable[[], Awaitable[T]], *, write:
             log.warning("%s while %s; retrying in %.2fs", _short(exc), doing, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def retry_reads(http: Any) -> None:
+    """Make every GET a discord.py `HTTPClient` sends (logging in, the gateway URL, history,
+    guild data) ride out 5xx answers, dropped connections and timeouts like ours do;
+    discord.py itself retries only some 5xx. The last failure is re-raised as it was, so
+    discord.py's own handling (a 401 becoming LoginFailure) is unchanged."""
+    original: Callable[..., Awaitable[Any]] = http.request
+
+    async def request(route: discord.http.Route, *args: Any, **kwargs: Any) -> Any:
+        if route.method != "GET":
+            return await original(route, *args, **kwargs)
+        for attempt in range(_RETRY_ATTEMPTS):
+            try:
+                return await original(route, *args, **kwargs)
+            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                if not _retryable(exc) or attempt == _RETRY_ATTEMPTS - 1:
+                    raise
+                delay = 0.25 * 2**attempt
+                log.warning("%s on GET %s; retrying in %.2fs", _short(exc), route.path, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    http.request = request
 
 
 def _short(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast, overload
 import aiohttp
 import discord
 
-from discobase._discord_io import ChannelIO, translate
+from discobase._discord_io import ChannelIO, retry_reads, translate
 from discobase._lease import LEASE_CHANNEL, Lease, read_lease
 from discobase._limiter import GlobalLimiter, install_limiter
 from discobase._redirect import route_client, split_api_url
@@ -493,6 +493,7 @@ class Database:
         if self.api_url:
             route_client(client.http, self.api_url)
         install_limiter(client.http, GlobalLimiter(self.requests_per_second))
+        retry_reads(client.http)  # each try waits for the limiter
 
         @client.event
         async def on_ready() -> None:
