@@ -284,3 +284,23 @@ async def test_paused_writer_is_fenced_off(emu: Emulator, tmp_path: Path, make_d
     stored = set(await all_markers(make_db))
     assert acked <= stored
     assert stored <= acked | maybe
+
+
+async def test_lease_channel_is_swept_of_old_beats(
+    make_db: MakeDb, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("discobase._lease._SWEEP_AT", 8)
+    monkeypatch.setattr("discobase._lease._KEEP_BEATS", 3)
+    db, Item = await opened(make_db)
+    lease = db._lease
+    assert lease is not None
+    for _ in range(10):
+        await lease.beat()
+        await lease._sweep()
+    channel = lease.io.channel.id
+    left = emu.core.state.store.count_messages(channel)
+    assert left <= 1 + 8  # the claim and at most _SWEEP_AT beats
+    await Item(marker="still writes").save()
+    await db.close()
+    _again, Item2 = await opened(make_db, lease_wait=0)  # the sweep kept the lease readable
+    assert await Item2.count() == 1
