@@ -108,12 +108,24 @@ class EmulatorControl:
         storm_429: float = 0.0,
         *,
         storm_retry_after: float = 0.05,
+        drop_before: float = 0.0,
+        drop_after: float = 0.0,
+        stall: float = 0.0,
+        stall_seconds: float = 30.0,
+        only_routes: Sequence[str] = (),
+        seed: int | None = None,
         gateway_disconnect: bool = False,
         gateway_reconnect: bool = False,
         invalid_session: bool = False,
         resumable: bool = False,
     ) -> dict[str, Any]:
-        """Set REST faults (they persist until changed) and fire one-shot gateway triggers."""
+        """Set REST faults (they persist until changed) and fire one-shot gateway triggers.
+
+        `drop_before`/`drop_after` close a share of connections without an answer before or
+        after the request is handled; `stall` hangs a share for `stall_seconds` then drops
+        them; `only_routes` limits every REST fault to some routes ("POST", or
+        "POST /channels/{channel_id}/messages"); `seed` reseeds the fault generator.
+        """
         out: dict[str, Any] = await self._call(
             "POST",
             "/faults",
@@ -123,10 +135,74 @@ class EmulatorControl:
                 "latency": latency,
                 "storm_429": storm_429,
                 "storm_retry_after": storm_retry_after,
+                "drop_before": drop_before,
+                "drop_after": drop_after,
+                "stall": stall,
+                "stall_seconds": stall_seconds,
+                "only_routes": list(only_routes),
+                "seed": seed,
                 "gateway_disconnect": gateway_disconnect,
                 "gateway_reconnect": gateway_reconnect,
                 "invalid_session": invalid_session,
                 "resumable": resumable,
+            },
+        )
+        return out
+
+    # damage: what a server admin, a person or a bug can do behind the bot's back
+
+    async def delete_message(self, channel_id: str | int, message_id: str | int) -> dict[str, Any]:
+        """Delete a message as a server admin (MESSAGE_DELETE is dispatched)."""
+        out: dict[str, Any] = await self._call(
+            "DELETE", f"/channels/{channel_id}/messages/{message_id}"
+        )
+        return out
+
+    async def delete_channel(self, channel_id: str | int) -> dict[str, Any]:
+        """Delete a channel (and its threads) or a thread as a server admin."""
+        out: dict[str, Any] = await self._call("DELETE", f"/channels/{channel_id}")
+        return out
+
+    async def alter_message(
+        self, channel_id: str | int, message_id: str | int, content: str, *, silent: bool = False
+    ) -> dict[str, Any]:
+        """Replace a message's content, whoever wrote it (`silent`: no edit trace, no event)."""
+        out: dict[str, Any] = await self._call(
+            "PATCH",
+            f"/channels/{channel_id}/messages/{message_id}",
+            {"content": content, "silent": silent},
+        )
+        return out
+
+    async def garble(
+        self,
+        channel_id: str | int,
+        message_id: str | int,
+        *,
+        target: str = "content",
+        attachment: int = 0,
+        mode: str = "flip",
+        offset: int | None = None,
+        count: int = 1,
+        mask: int = 0x01,
+        data: bytes | None = None,
+        length: int | None = None,
+        seed: int | None = None,
+    ) -> dict[str, Any]:
+        """Damage the stored bytes of a message's content or of one attachment."""
+        out: dict[str, Any] = await self._call(
+            "POST",
+            f"/channels/{channel_id}/messages/{message_id}/garble",
+            {
+                "target": target,
+                "attachment": attachment,
+                "mode": mode,
+                "offset": offset,
+                "count": count,
+                "mask": mask,
+                "data": data.hex() if data else None,
+                "length": length,
+                "seed": seed,
             },
         )
         return out

@@ -5,6 +5,8 @@ One `Core` per emulator; handlers find it with `request.app[CORE]`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,14 +28,53 @@ MAX_READ = 64 * MiB  # we still read (and refuse) bodies up to this size
 
 @dataclass
 class Faults:
-    """Injected failures: a share of REST calls answered with a 5xx or a 429 storm, and latency."""
+    """Injected failures on REST calls: what a flaky network or a struggling Discord does.
+
+    `error_rate` answers a share with a 5xx from `statuses`; `storm_429` with a shared-scope
+    429; `latency` delays every call. Dropped connections close the socket without any
+    answer: `drop_before` before the request is handled (nothing happened), `drop_after`
+    once it has been handled and committed (the write happened, but the client cannot know:
+    the case exactly-once writes must survive). `stall` hangs a share for `stall_seconds`
+    (longer than a client's timeout) and then drops them unhandled, as an overloaded edge
+    does. `only_routes` limits every fault to matching routes: each entry is a method
+    ("POST"), a route template ("POST /channels/{channel_id}/messages") or a template without
+    its method ("/channels/{channel_id}/messages"); empty means every route.
+    """
 
     error_rate: float = 0.0
     statuses: tuple[int, ...] = (500, 502, 503)
     latency: float = 0.0
     storm_429: float = 0.0
     storm_retry_after: float = 0.05
+    drop_before: float = 0.0
+    drop_after: float = 0.0
+    stall: float = 0.0
+    stall_seconds: float = 30.0
+    only_routes: tuple[str, ...] = ()
     rng: random.Random = field(default_factory=lambda: random.Random(1234))
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def applies(self, route: str) -> bool:
+        """Whether faults may hit `route` ("METHOD /template")."""
+        if not self.only_routes:
+            return True
+        method, _, template = route.partition(" ")
+        return any(entry in (method, template, route) for entry in self.only_routes)
+
+    def draw(self, share: float) -> bool:
+        """True for about `share` of calls (seeded, so a run is reproducible)."""
+        return share > 0 and self.rng.random() < share
+
+    async def hang(self) -> None:
+        """Stall for `stall_seconds`, or until `release()` (new faults, reset or stop), so a
+        stalled request never holds up the emulator's shutdown."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._release.wait(), self.stall_seconds)
+
+    def release(self) -> None:
+        """End every stall in progress (they drop their connection at once)."""
+        self._release.set()
+        self._release = asyncio.Event()
 
 
 @dataclass

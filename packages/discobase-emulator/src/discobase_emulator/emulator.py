@@ -113,6 +113,7 @@ class Emulator:
         core.metrics.reset()
         core.limiter.set_profile(self.profile)
         core.limiter.reset()
+        core.faults.release()
         core.faults = Faults()
         core.state.signer.ttl = self.attachment_ttl
         self._seed()
@@ -122,6 +123,7 @@ class Emulator:
             await self._control.close()
             self._control = None
         if self._core is not None:
+            self._core.faults.release()
             await self._core.state.gateway.shutdown()
         if self._runner is not None:
             await self._runner.cleanup()

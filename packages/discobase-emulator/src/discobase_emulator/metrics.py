@@ -27,6 +27,7 @@ class Metrics:
         self.cdn_bytes = 0
         self.gateway_connections = 0
         self.status: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
         self.marks: dict[str, dict[str, Any]] = {}
 
     def record(self, route: str, bucket: str | None, status: int) -> None:
@@ -35,6 +36,10 @@ class Metrics:
         if bucket is not None:
             self.by_bucket[bucket] += 1
         self.status[str(status)] += 1
+
+    def record_fault(self, kind: str) -> None:
+        """One injected fault of `kind` (error, storm_429, drop_before, drop_after, stall)."""
+        self.faults[kind] += 1
 
     def record_429(self, scope: str) -> None:
         self.http_429["total"] += 1
@@ -52,6 +57,7 @@ class Metrics:
             "cdn_bytes": self.cdn_bytes,
             "gateway_connections": self.gateway_connections,
             "status": dict(self.status),
+            "faults": dict(self.faults),
         }
 
     def mark(self) -> str:

@@ -1,5 +1,6 @@
-"""The REST front door: faults, auth, the invalid-request ban, global and per-route rate limits,
-metrics, and Discord-shaped errors, in the order Discord applies them.
+"""The REST front door: faults (including dropped and stalled connections), auth, the
+invalid-request ban, global and per-route rate limits, metrics, and Discord-shaped errors, in
+the order Discord applies them.
 
 Everything under /api/v10 passes through here; the gateway, CDN and control API do not.
 """
@@ -109,7 +110,18 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         metrics.record(f"{request.method} <unknown route>", None, status)
         return json_response({"message": f"{status}: {reason}", "code": 0}, status)
     route = f"{request.method} {resource.canonical[len(API_PREFIX) :]}"
-    resp, bucket_key, scope = await _handle(core, request, handler, route)
+    faults = core.faults
+    faulty = faults.applies(route)
+    if faulty and faults.draw(faults.stall):
+        metrics.record_fault("stall")
+        await faults.hang()
+        return _drop(request)
+    if faulty and faults.draw(faults.drop_before):
+        metrics.record_fault("drop_before")
+        return _drop(request)
+    # Drawn before handling, so the seeded sequence does not depend on what the handler does.
+    drop_after = faulty and faults.draw(faults.drop_after)
+    resp, bucket_key, scope = await _handle(core, request, handler, route, faulty)
     status = resp.status
     metrics.record(route, bucket_key, status)
     if status == 429 and scope:
@@ -117,24 +129,40 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     if status in (401, 403) or (status == 429 and scope in ("user", "global")):
         limiter.count_invalid()
         metrics.invalid_requests += 1
+    if drop_after and status < 400:
+        metrics.record_fault("drop_after")
+        return _drop(request)
     return resp
 
 
+def _drop(request: web.Request) -> web.StreamResponse:
+    """Close the connection without an answer, as a reset between Discord and the client.
+
+    The client sees the server disconnect with no status line. The returned response is
+    never sent: aiohttp finds the transport closed and gives up on it quietly.
+    """
+    if request.transport is not None:
+        request.transport.close()
+    return web.Response(status=204)
+
+
 async def _handle(
-    core: Core, request: web.Request, handler: Handler, route: str
+    core: Core, request: web.Request, handler: Handler, route: str, faulty: bool
 ) -> tuple[web.StreamResponse, str | None, str]:
     faults = core.faults
     limiter = core.limiter
-    if faults.latency > 0:
+    if faulty and faults.latency > 0:
         await asyncio.sleep(faults.latency)
-    if faults.error_rate > 0 and faults.rng.random() < faults.error_rate:
+    if faulty and faults.draw(faults.error_rate):
         status = faults.rng.choice(faults.statuses)
+        core.metrics.record_fault("error")
         return (
             json_response({"message": f"{status}: Emulated server error", "code": 0}, status),
             None,
             "",
         )
-    if faults.storm_429 > 0 and faults.rng.random() < faults.storm_429:
+    if faulty and faults.draw(faults.storm_429):
+        core.metrics.record_fault("storm_429")
         return too_many(faults.storm_retry_after, "shared", {}), None, "shared"
     token = ""
     if route not in NO_AUTH:

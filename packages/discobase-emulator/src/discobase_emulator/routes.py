@@ -248,23 +248,36 @@ async def list_members(request: web.Request) -> web.Response:
 
 
 def _overwrites(raw: Any, field: str = "permission_overwrites") -> list[dict[str, Any]]:
+    """Discord's overwrite list: ids and types required (0 role, 1 member), bitfields as
+    strings; a later entry for the same id replaces an earlier one."""
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise form_error(field, "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType")
-    out = []
+    out: dict[str, dict[str, Any]] = {}
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or "id" not in item:
             raise form_error(f"{field}.{i}.id", "BASE_TYPE_REQUIRED", "This field is required")
-        out.append(
-            {
-                "id": str(item["id"]),
-                "type": int(item.get("type", 0)),
-                "allow": str(item.get("allow") or "0"),
-                "deny": str(item.get("deny") or "0"),
-            }
-        )
-    return out
+        if item.get("type") is None:
+            raise form_error(f"{field}.{i}.type", "BASE_TYPE_REQUIRED", "This field is required")
+        if item["type"] not in (0, 1, "0", "1"):
+            raise form_error(
+                f"{field}.{i}.type", "BASE_TYPE_CHOICES", "Value must be one of (0, 1)."
+            )
+        oid = str(snowflake_arg(str(item["id"]), f"{field}.{i}.id"))
+        out[oid] = {
+            "id": oid,
+            "type": int(item["type"]),
+            "allow": str(int(item.get("allow") or 0)),
+            "deny": str(int(item.get("deny") or 0)),
+        }
+    return list(out.values())
+
+
+def _no_overwrites_on_threads(channel: Channel) -> None:
+    """Threads take their parent's permissions: Discord refuses overwrites on them."""
+    if channel.is_thread:
+        raise APIError(400, 50024, "Cannot execute action on this channel type")
 
 
 def _check_name(name: Any) -> str:
@@ -366,7 +379,7 @@ async def edit_channel(request: web.Request) -> web.Response:
             d["topic"] = _check_topic(body["topic"])
         if "parent_id" in body:
             d["parent_id"] = _check_parent(core, channel.guild_id, body["parent_id"], channel.type)
-        if "permission_overwrites" in body:
+        if "permission_overwrites" in body:  # replaces the whole list, as on Discord
             d["permission_overwrites"] = _overwrites(body["permission_overwrites"])
         if body.get("position") is not None:
             d["position"] = int(body["position"])
@@ -388,7 +401,9 @@ async def delete_channel(request: web.Request) -> web.Response:
 
 @routes.put(r"/channels/{channel_id:\d+}/permissions/{overwrite_id:\d+}")
 async def put_overwrite(request: web.Request) -> web.Response:
+    """Create or replace one overwrite: 204, CHANNEL_UPDATE dispatched."""
     channel = _channel(request, user_of(request))
+    _no_overwrites_on_threads(channel)
     body = await read_json(request)
     oid = request.match_info["overwrite_id"]
     item = _overwrites([{**body, "id": oid}])[0]
@@ -400,11 +415,14 @@ async def put_overwrite(request: web.Request) -> web.Response:
 
 @routes.delete(r"/channels/{channel_id:\d+}/permissions/{overwrite_id:\d+}")
 async def delete_overwrite(request: web.Request) -> web.Response:
+    """Remove one overwrite: 204 and CHANNEL_UPDATE; 404/10009 when there is none."""
     channel = _channel(request, user_of(request))
+    _no_overwrites_on_threads(channel)
     oid = request.match_info["overwrite_id"]
-    channel.data["permission_overwrites"] = [
-        o for o in channel.data.get("permission_overwrites", []) if o["id"] != oid
-    ]
+    current = channel.data.get("permission_overwrites", [])
+    if not any(o["id"] == oid for o in current):
+        raise APIError(404, 10009, "Unknown Overwrite")
+    channel.data["permission_overwrites"] = [o for o in current if o["id"] != oid]
     _core(request).state.update_channel(channel)
     return _no_content()
 

@@ -344,6 +344,26 @@ class State:
         self.dispatch_message("MESSAGE_UPDATE", channel, msg)
         return msg
 
+    def alter_message(
+        self, channel: Channel, msg: Message, content: str, *, silent: bool = False
+    ) -> Message:
+        """Change a message's content with no bot involved (the control API's damage).
+
+        By default it looks like any edit on Discord: `edited_timestamp` moves and
+        MESSAGE_UPDATE is dispatched. `silent` changes the stored text and nothing else, as
+        corruption below Discord's API would: no timestamp, no event.
+        """
+        msg.content = content
+        if not silent:
+            mentions = [int(u) for u in MENTION.findall(content) if int(u) in self.store.users]
+            msg.extra["mentions"] = list(dict.fromkeys(mentions))
+            msg.edited_ms = now_ms()
+        self.store.update_message(msg)
+        self.store.commit()
+        if not silent:
+            self.dispatch_message("MESSAGE_UPDATE", channel, msg)
+        return msg
+
     def delete_messages(self, channel: Channel, ids: list[int]) -> None:
         if not ids:
             return

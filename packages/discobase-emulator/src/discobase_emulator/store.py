@@ -410,6 +410,13 @@ class Store:
         marks = ",".join("?" * len(ids))
         self.db.execute(f"DELETE FROM attachments WHERE id IN ({marks})", ids)
 
+    def replace_attachment_bytes(self, attachment_id: int, data: bytes) -> None:
+        """Store new bytes for an attachment and the size Discord would report for them."""
+        self.db.execute(
+            "UPDATE attachments SET data = ?, size = ? WHERE id = ?",
+            (data, len(data), attachment_id),
+        )
+
     def attachment_bytes(self, channel_id: int, attachment_id: int, filename: str) -> bytes | None:
         row = self.db.execute(
             "SELECT data FROM attachments WHERE id = ? AND channel_id = ? AND filename = ?",
