@@ -100,6 +100,9 @@ class Database:
     at once with LeaseHeldError); a holder that stops renewing loses it after `lease_ttl`
     seconds. `read_only=True` opens beside a writer without the lease; `refresh()` then
     shows the writer's newer commits.
+
+    `bot=` (or `attach(bot)`) uses the application's own `discord.Client` or `commands.Bot`
+    instead of a connection of discobase's own.
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class Database:
         read_only: bool = False,
         lease_wait: float | None = 60.0,
         lease_ttl: float = LEASE_TTL_MS / 1000,
+        bot: discord.Client | None = None,
     ) -> None:
         self.name = name
         if logging:
@@ -145,6 +149,10 @@ class Database:
         self.damaged: dict[str, DiscobaseError] = {}
         self.guild: discord.Guild | None = None
         self.bot: discord.Client | None = None
+        self._own_bot = bot  # the application's bot, used instead of a client of our own
+        self._attached = False
+        if bot is not None and self.api_url:
+            route_client(bot.http, self.api_url)  # before the bot logs in
         self._stores: dict[str, TableStore[Any]] = {}
         self._opening: dict[str, TableStore[Any]] = {}  # reported in lease beats while opening
         self._lease: Lease | None = None
@@ -552,15 +560,62 @@ class Database:
                 await store.close()
             self._stores.clear()
             await self._release()
-            await client.close()
+            if not self._attached:
+                await client.close()  # an application's own bot keeps running
             if not isinstance(exc, Exception):
                 raise
             return
         log.info("database %r ready in server %s", self.name, self.guild.id)
         self._events().set()
 
+    def attach(self, bot: discord.Client | None = None) -> None:
+        """Use the application's own bot (a `discord.Client` or `commands.Bot`) instead of
+        a connection of discobase's own: one gateway connection, and the bot's handlers
+        stay as they are. Call it with the event loop running, e.g. from the bot's
+        `setup_hook` (or give `Database(..., bot=bot)` and await `wait_ready()`); the
+        tables open once the bot is ready. The bot needs the `guilds` intent."""
+        bot = bot or self._own_bot
+        if bot is None:
+            raise DatabaseTableError("attach() needs a bot", hint="db.attach(bot)")
+        if self._attached and self.bot is bot:
+            return  # attached already (by wait_ready(), or a second setup_hook call)
+        if self._attached or (self.bot is not None and not self.bot.is_closed()):
+            raise DatabaseTableError("this database is already connected")
+        if not bot.intents.guilds:
+            raise ConnectionFailedError(
+                "the bot was created without the guilds intent, which discobase needs to "
+                "find its server and channels",
+                hint="create the bot with intents that include guilds, e.g. "
+                "discord.Intents.default()",
+            )
+        if self.api_url and bot is not self._own_bot:
+            route_client(bot.http, self.api_url)
+        self._own_bot = bot
+        self._attached = True
+        self.bot = bot
+        self._events()
+        self._failure = None
+        self._setup_started = True
+        task = asyncio.get_running_loop().create_task(
+            self._attached_setup(bot), name="discobase-attach"
+        )
+        task.add_done_callback(_retrieve)
+        self._login_task = task
+
+    async def _attached_setup(self, bot: discord.Client) -> None:
+        await bot.wait_until_ready()
+        await self._setup(bot)
+        if self._failure is not None:
+            raise self._failure
+
     async def login(self, token: str) -> None:
         """Connect and serve until `close()`; raises if the connection or the opening fails."""
+        if self._own_bot is not None:
+            raise DatabaseTableError(
+                "this database uses your bot: start the bot itself (bot.start(token)), "
+                "and attach the database in its setup_hook",
+                hint="db.attach(bot) in setup_hook, then await db.wait_ready()",
+            )
         if self.bot is not None and not self.bot.is_closed():
             raise DatabaseTableError("this database is already logged in")
         self._events()
@@ -595,6 +650,8 @@ class Database:
         """Wait until every table is open; raises the login failure instead of hanging
         (wrap it in `asyncio.timeout()` to bound the wait)."""
         ready = self._events()
+        if self._own_bot is not None and not self._attached:
+            self.attach()
         if self._login_task is None and self.bot is None:
             await asyncio.sleep(0)  # a login() task created just now starts running here
         task = self._login_task
@@ -632,8 +689,9 @@ class Database:
         finally:
             await self.close()
 
-    async def close(self) -> None:
-        """Finish every pending write, checkpoint the tables, and disconnect."""
+    async def close(self, *, close_bot: bool = False) -> None:
+        """Finish every pending write, checkpoint the tables, release the lease and
+        disconnect. An attached bot (your own) keeps running unless `close_bot=True`."""
         pending = [task for task in self._tasks if not task.done()]
         for result in await asyncio.gather(*pending, return_exceptions=True):
             if isinstance(result, BaseException):
@@ -642,8 +700,11 @@ class Database:
             await store.close()
         await self._release()  # its report names each table's last acknowledged commit
         self._stores.clear()
-        if self.bot is not None and not self.bot.is_closed():
+        if self.bot is not None and not self.bot.is_closed() and (close_bot or not self._attached):
             await self.bot.close()
+        if self._attached:
+            self._attached = False
+            self.bot = None
         task = self._login_task
         if task is not None and task is not asyncio.current_task():
             await asyncio.gather(task, return_exceptions=True)
