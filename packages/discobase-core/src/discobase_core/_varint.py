@@ -77,6 +77,12 @@ class Reader:
 
     def uvarint(self, max_bytes: int = MAX_UVARINT_BYTES) -> int:
         """One uvarint."""
+        pos = self.pos
+        if pos < len(self.data):
+            b = self.data[pos]
+            if b < 0x80:  # one byte: most lengths and counts (the record codec's hot path)
+                self.pos = pos + 1
+                return b
         try:
             value, self.pos = decode_uvarint(self.data, self.pos, max_bytes=max_bytes)
         except ValueError as exc:
