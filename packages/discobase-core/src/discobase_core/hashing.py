@@ -63,6 +63,7 @@ import datetime as _dt
 import decimal
 import enum
 import hashlib
+import reprlib
 import types
 import typing
 import uuid
@@ -587,11 +588,19 @@ def _for_field(exc: DatabaseStorageError, field: str) -> DatabaseStorageError:
     return type(exc)(f"field {field!r}: {exc.message}", hint=exc.hint, **details)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = _REPR.maxother = 60
+
+
 def _short_repr(value: object, limit: int = 80) -> str:
-    """``repr(value)`` cut to ``limit`` characters: error messages stay readable (and cheap)
-    whatever the size or depth of a query value."""
+    """A repr of ``value`` cut to about ``limit`` characters: error messages stay readable
+    (and cheap) whatever the size or depth of a query value (``repr`` of an int of 5,000
+    digits even raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an int of {value.bit_length()} bits>"
     try:
-        text = repr(value)
-    except RecursionError:
-        return f"<a deeply nested {type(value).__name__}>"
+        text = _REPR.repr(value)
+    except (RecursionError, ValueError):
+        return f"<a {type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
