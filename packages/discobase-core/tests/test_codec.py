@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import string
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pytest
 from core_models import Address, Color, Everything, Level, User
@@ -453,3 +453,18 @@ def test_record_with_unknown_field_is_corruption() -> None:
 
     with pytest.raises(DatabaseCorruptionError, match="email"):
         RecordCodec(Fewer).decode(data, where="m")
+
+
+def test_enum_members_read_back_as_members() -> None:
+    # Literal[Color.RED] accepts the member only: the codec rebuilds members by class name.
+    class Tagged(BaseModel):
+        model_config = ConfigDict(strict=True)
+        exact: Literal[Color.RED]
+        level: Level
+        by_color: dict[Color, list[Level]]
+
+    codec = RecordCodec(Tagged)
+    record = Tagged(exact=Color.RED, level=Level.HIGH, by_color={Color.GREEN: [Level.LOW]})
+    back = codec.decode(codec.encode(record), where="m")
+    assert back == record
+    assert type(back.level) is Level

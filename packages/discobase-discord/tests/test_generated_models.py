@@ -15,7 +15,7 @@ import enum
 import itertools
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from discobase_test_support import GUILD, TOKEN
@@ -76,6 +76,8 @@ TYPES: list[tuple[Any, st.SearchStrategy[Any]]] = [
     ),
     (Mood, st.sampled_from(Mood)),
     (Level, st.sampled_from(Level)),
+    (Literal[Mood.HAPPY], st.just(Mood.HAPPY)),
+    (Literal["a", 1], st.sampled_from(["a", 1])),
     (list[int], st.lists(st.integers(), max_size=4)),
     (tuple[int, str], st.tuples(st.integers(), st.text(max_size=5))),
     (tuple[bytes, ...], st.lists(st.binary(max_size=5), max_size=3).map(tuple)),

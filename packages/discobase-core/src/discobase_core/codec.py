@@ -42,15 +42,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import re
 import struct
+import typing
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 import pydantic
 
-from discobase_core._varint import Reader, write_uvarint
+from discobase_core._varint import write_uvarint
 from discobase_core.errors import (
     DatabaseCorruptionError,
     DatabaseStorageError,
@@ -58,7 +60,14 @@ from discobase_core.errors import (
     RecordTooLargeError,
 )
 from discobase_core.hashing import _short_repr, canonical_bytes, check_supported
-from discobase_core.values import decode_value, encode_value, read_fields, write_name, write_value
+from discobase_core.values import (
+    ValueReader,
+    decode_value,
+    encode_value,
+    read_fields,
+    write_name,
+    write_value,
+)
 
 __all__ = [
     "ARMOR_PREFIX",
@@ -237,6 +246,33 @@ def _reasons(exc: pydantic.ValidationError) -> str:
     )
 
 
+def _enum_classes(model_cls: type[pydantic.BaseModel]) -> dict[str, type[enum.Enum]]:
+    """The Enum classes ``model_cls`` mentions anywhere (nested models, containers,
+    unions, Literal members), by ``__qualname__``; a name two classes share is left out
+    (its values then read back as plain values, which validation converts)."""
+    found: dict[str, set[type[enum.Enum]]] = {}
+    seen: set[int] = set()
+
+    def walk(annotation: object) -> None:
+        if id(annotation) in seen:
+            return
+        seen.add(id(annotation))
+        if isinstance(annotation, enum.Enum):
+            annotation = type(annotation)
+        if isinstance(annotation, type):
+            if issubclass(annotation, enum.Enum):
+                found.setdefault(annotation.__qualname__, set()).add(annotation)
+            elif issubclass(annotation, pydantic.BaseModel):
+                for info in annotation.model_fields.values():
+                    walk(info.annotation)
+        for arg in typing.get_args(annotation):
+            walk(arg)
+
+    for info in model_cls.model_fields.values():
+        walk(info.annotation)
+    return {name: next(iter(classes)) for name, classes in found.items() if len(classes) == 1}
+
+
 class RecordCodec(Generic[M]):
     """The codec of the records of one table.
 
@@ -284,6 +320,7 @@ class RecordCodec(Generic[M]):
             if name not in model_cls.model_fields:
                 raise ValueError(f"backfill for {name!r}, which {model_cls.__name__} lacks")
             self._backfill[name] = encode_value(value)
+        self._enums = _enum_classes(model_cls)
         self._validate = model_cls.model_validate
         self._validate_json = model_cls.model_validate_json
 
@@ -367,7 +404,7 @@ class RecordCodec(Generic[M]):
         return _corrupt(where, f"not a valid {self.table} record: {reason}")
 
     def _decode_new(self, data: bytes, *, where: str) -> M:
-        reader = Reader(data, where=where, pos=1)
+        reader = ValueReader(data, where=where, pos=1, enums=self._enums)
         if reader.byte() != _HEAD[1]:
             raise self._corrupt_record(where, "bad record tag")
         fields = read_fields(reader)

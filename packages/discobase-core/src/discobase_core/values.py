@@ -39,10 +39,14 @@ tag    value
 ``m``  dict: uvarint count + (key, value) pairs in insertion order
 ``o``  pydantic model: uvarint count + (python field name as a raw uvarint-length UTF-8
        string, value) pairs in declaration order; read back as a ``dict`` by field name
+``E``  Enum member: the class's ``__qualname__`` as a uvarint-length UTF-8 string, then
+       the member's ``.value``. A :class:`ValueReader` that knows the class by that name
+       (the record codec collects the Enum classes its model mentions) reads the member
+       back, so ``Literal[Color.RED]``, enum dict keys and strict models validate; any
+       other reader gives the plain value
 =====  ==============================================================================
 
-An Enum member encodes as its ``.value`` (validation turns the value back into the
-member). Containers and models nest at most :data:`~discobase_core.hashing.MAX_DEPTH`
+Containers and models nest at most :data:`~discobase_core.hashing.MAX_DEPTH`
 levels, both ways. Encoding refuses what it cannot write exactly
 (:class:`~discobase_core.errors.DatabaseStorageError` subclasses, naming the reason);
 decoding raises only :class:`~discobase_core.errors.DatabaseCorruptionError` naming
@@ -75,6 +79,7 @@ from discobase_core.hashing import (
 )
 
 __all__ = [
+    "ValueReader",
     "decode_value",
     "encode_value",
     "read_fields",
@@ -134,6 +139,8 @@ def write_value(out: bytearray, value: object, depth: int = 0) -> None:
         out += b"f"
         out += _F64.pack(value)
     elif isinstance(value, enum.Enum):
+        out += b"E"
+        _write_text(out, type(value).__qualname__)
         write_value(out, value.value, depth)
     elif isinstance(value, bool):  # pragma: no cover - bool cannot be subclassed
         out += b"T" if value else b"F"
@@ -241,6 +248,36 @@ def encode_value(value: object) -> bytes:
 
 
 # --------------------------------------------------------------------------- decoding
+
+
+class ValueReader(Reader):
+    """A :class:`~discobase_core._varint.Reader` that also knows Enum classes by
+    ``__qualname__``, to read ``E`` values back as members."""
+
+    __slots__ = ("enums",)
+
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        where: str,
+        pos: int = 0,
+        enums: Mapping[str, type[enum.Enum]] | None = None,
+    ) -> None:
+        super().__init__(data, where=where, pos=pos)
+        self.enums: Mapping[str, type[enum.Enum]] = enums or {}
+
+
+def _read_enum(reader: Reader, depth: int) -> Any:
+    name = _read_text(reader)
+    value = read_value(reader, depth)
+    cls = reader.enums.get(name) if isinstance(reader, ValueReader) else None
+    if cls is None:
+        return value
+    try:
+        return cls(value)
+    except (ValueError, TypeError):
+        return value  # no such member (any more): validation decides
 
 
 def _fail(reader: Reader, reason: str) -> DatabaseCorruptionError:
@@ -430,6 +467,7 @@ _READERS: dict[int, Callable[[Reader, int], Any]] = {
     ord("g"): lambda reader, depth: _read_hashable(reader, depth, frozenset),
     ord("m"): _read_dict,
     ord("o"): _read_model,
+    ord("E"): _read_enum,
 }
 
 
