@@ -98,6 +98,13 @@ def test_records_stored_as_json_still_decode() -> None:
         name="Peter", email="p@example.com", age=30, bio="hi"
     )
 
+    # ... with python names (or aliases, if the model serialized by alias).
+    class Keyed(BaseModel):
+        key: str = Field(alias="Key Name")
+
+    for data in (b'{"key":"k"}', b'{"Key Name":"k"}'):
+        assert RecordCodec(Keyed).decode(data, where="m").key == "k"
+
 
 def test_wrong_typed_assignment_is_refused_before_writing() -> None:
     codec = RecordCodec(User)

@@ -421,9 +421,10 @@ class RecordCodec(Generic[M]):
             raise self._corrupt_record(where, _reasons(exc)) from None
 
     def _decode_json(self, data: bytes, *, where: str) -> M:
-        """A record stored as pydantic JSON by an earlier discobase (python field names)."""
+        """A record stored as pydantic JSON by an earlier discobase: python field names, or
+        aliases where the model said ``serialize_by_alias``; both are accepted."""
         try:
-            record = self._validate_json(data, by_name=True, by_alias=False)
+            record = self._validate_json(data, by_name=True, by_alias=True)
             missing = [name for name in self._backfill if name not in record.model_fields_set]
             if missing:
                 values = dict(record.__dict__)
