@@ -294,3 +294,12 @@ def test_directory_page_offsets_stay_inside_the_page() -> None:
     own = {**own, "d:0": seal("dirp", bytes(forged))}
     with pytest.raises(DatabaseCorruptionError, match="offset"):
         TableState.from_checkpoint(manifest, 99, {99: own}, where="t")
+
+
+def test_manifest_with_repeated_fields_or_negative_counts_is_corruption() -> None:
+    state = new_state()
+    state.apply(1, LogBlock(1, 0, 1, (put(1, 10, 20),)))
+    manifest, own = read_checkpoint(state.plan_checkpoint(full=True).final_blob([]), where="t")
+    for bad in ({"fields": ("a", "a")}, {"next_rid": -5}, {"records": -1}):
+        with pytest.raises(DatabaseCorruptionError, match="twice or a negative"):
+            TableState.from_checkpoint(manifest.model_copy(update=bad), 99, {99: own}, where="t")

@@ -422,6 +422,15 @@ class TableState:
     ) -> TableState:
         """Rebuild the state a checkpoint describes. `pages_by_message` holds the pages of
         every message the manifest refers to (the checkpoint message itself under its id)."""
+        if (
+            len(set(manifest.fields)) != len(manifest.fields)
+            or min(manifest.next_rid, manifest.next_commit, manifest.records, 0) < 0
+        ):
+            raise DatabaseCorruptionError(
+                f"checkpoint at {where} lists a field twice or a negative count",
+                where=where,
+                reason="bad manifest",
+            )
         refs = {key: (message_id if mid == SELF else mid) for key, mid in manifest.refs.items()}
 
         def page(key: str) -> bytes:
