@@ -89,8 +89,11 @@ __all__ = [
     "SUPPORTED_TYPES",
     "FieldHasher",
     "canonical_bytes",
+    "check_decimal",
+    "check_int",
     "check_supported",
     "string_key",
+    "too_deep",
     "value_key",
 ]
 
