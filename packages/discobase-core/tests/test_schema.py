@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from typing import Literal
 
 import pytest
-from core_models import Everything, User
+from core_models import Color, Everything, Level, User
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from discobase_core.codec import RecordCodec
 from discobase_core.errors import DatabaseCorruptionError, SchemaChangeError
+from discobase_core.hashing import FieldHasher, value_key
 from discobase_core.schema import FieldSchema, TableSchema, check_compatible
 
 
@@ -244,3 +246,19 @@ def test_a_damaged_backfill_is_corruption() -> None:
     for bad in ("***", base64.b64encode(b"s\x05ab").decode()):
         with pytest.raises(DatabaseCorruptionError, match="backfill"):
             field.model_copy(update={"backfill": bad}).backfill_value()
+
+
+def test_added_enum_field_backfills_a_member() -> None:
+    class Moody(BaseModel):
+        name: str
+        exact: Literal[Color.RED] = Color.RED
+        level: Level = Level.HIGH
+
+    evolved = schema(Moody).evolve(schema(ItemV1), Moody)
+    backfill = evolved.backfill_values(Moody)
+    assert backfill == {"exact": Color.RED, "level": Level.HIGH}
+    assert type(backfill["level"]) is Level
+    assert FieldHasher(Moody).key("exact", backfill["exact"]) == value_key(Color.RED)
+    codec = RecordCodec(Moody, backfill=backfill)
+    old = RecordCodec(ItemV1).encode(ItemV1(name="a"))
+    assert codec.decode(old, where="m") == Moody(name="a")

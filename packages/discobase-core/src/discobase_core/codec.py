@@ -42,10 +42,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import re
 import struct
-import typing
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
@@ -64,6 +62,7 @@ from discobase_core.values import (
     ValueReader,
     decode_value,
     encode_value,
+    enum_classes,
     read_fields,
     write_name,
     write_value,
@@ -246,33 +245,6 @@ def _reasons(exc: pydantic.ValidationError) -> str:
     )
 
 
-def _enum_classes(model_cls: type[pydantic.BaseModel]) -> dict[str, type[enum.Enum]]:
-    """The Enum classes ``model_cls`` mentions anywhere (nested models, containers,
-    unions, Literal members), by ``__qualname__``; a name two classes share is left out
-    (its values then read back as plain values, which validation converts)."""
-    found: dict[str, set[type[enum.Enum]]] = {}
-    seen: set[int] = set()
-
-    def walk(annotation: object) -> None:
-        if id(annotation) in seen:
-            return
-        seen.add(id(annotation))
-        if isinstance(annotation, enum.Enum):
-            annotation = type(annotation)
-        if isinstance(annotation, type):
-            if issubclass(annotation, enum.Enum):
-                found.setdefault(annotation.__qualname__, set()).add(annotation)
-            elif issubclass(annotation, pydantic.BaseModel):
-                for info in annotation.model_fields.values():
-                    walk(info.annotation)
-        for arg in typing.get_args(annotation):
-            walk(arg)
-
-    for info in model_cls.model_fields.values():
-        walk(info.annotation)
-    return {name: next(iter(classes)) for name, classes in found.items() if len(classes) == 1}
-
-
 class RecordCodec(Generic[M]):
     """The codec of the records of one table.
 
@@ -320,14 +292,17 @@ class RecordCodec(Generic[M]):
             if name not in model_cls.model_fields:
                 raise ValueError(f"backfill for {name!r}, which {model_cls.__name__} lacks")
             self._backfill[name] = encode_value(value)
-        self._enums = _enum_classes(model_cls)
+        self._enums = enum_classes(model_cls)
         self._validate = model_cls.model_validate
         self._validate_json = model_cls.model_validate_json
 
     @property
     def backfill(self) -> dict[str, object]:
         """The value each backfilled field reads as in records that predate it."""
-        return {name: decode_value(raw, where="backfill") for name, raw in self._backfill.items()}
+        return {
+            name: decode_value(raw, where="backfill", enums=self._enums)
+            for name, raw in self._backfill.items()
+        }
 
     def _write(self, record: M) -> bytes:
         out = bytearray(self._head)
@@ -414,7 +389,9 @@ class RecordCodec(Generic[M]):
             raise self._corrupt_record(where, f"fields {unknown} are not in the table")
         for name, raw in self._backfill.items():
             if name not in fields:
-                fields[name] = decode_value(raw, where=f"{where}, backfill of {name!r}")
+                fields[name] = decode_value(
+                    raw, where=f"{where}, backfill of {name!r}", enums=self._enums
+                )
         try:
             return self._validate(fields, strict=False, by_name=True, by_alias=False)
         except pydantic.ValidationError as exc:
@@ -430,7 +407,9 @@ class RecordCodec(Generic[M]):
                 values = dict(record.__dict__)
                 for name in missing:
                     values[name] = decode_value(
-                        self._backfill[name], where=f"{where}, backfill of {name!r}"
+                        self._backfill[name],
+                        where=f"{where}, backfill of {name!r}",
+                        enums=self._enums,
                     )
                 record = self._validate(values, strict=False, by_name=True, by_alias=False)
         except pydantic.ValidationError as exc:

@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import json
 import typing
+from collections.abc import Mapping
 from typing import Any
 
 import pydantic
@@ -43,7 +45,7 @@ from discobase_core.errors import (
     SchemaChangeError,
 )
 from discobase_core.hashing import _short_repr, _type_repr
-from discobase_core.values import decode_value, encode_value
+from discobase_core.values import decode_value, encode_value, enum_classes
 
 __all__ = ["FieldSchema", "TableSchema", "check_compatible"]
 
@@ -64,9 +66,10 @@ class FieldSchema(pydantic.BaseModel):
     #: discobase_core.values encoding; None for a field the table had from the start.
     backfill: str | None = None
 
-    def backfill_value(self) -> Any:
-        """The decoded ``backfill`` (a plain Python value; validation makes it the field's
-        type). Undecodable bytes are :class:`DatabaseCorruptionError`."""
+    def backfill_value(self, enums: Mapping[str, type[enum.Enum]] | None = None) -> Any:
+        """The decoded ``backfill`` (a plain Python value, Enum members of ``enums`` as
+        members; validation makes it the field's type). Undecodable bytes are
+        :class:`DatabaseCorruptionError`."""
         if self.backfill is None:
             raise ValueError(f"field {self.name!r} has no backfill value")
         where = f"the backfill of field {self.name!r}"
@@ -76,7 +79,7 @@ class FieldSchema(pydantic.BaseModel):
             raise DatabaseCorruptionError(
                 f"{where} is not base64", where=where, reason="bad backfill"
             ) from None
-        return decode_value(raw, where=where)
+        return decode_value(raw, where=where, enums=enums)
 
 
 class TableSchema(pydantic.BaseModel):
@@ -117,9 +120,12 @@ class TableSchema(pydantic.BaseModel):
             )
         return cls(table=table, fields=fields, format_version=FORMAT_VERSION)
 
-    def backfill_values(self) -> dict[str, Any]:
-        """``{field: value}`` for every field with a backfill (for the record codec)."""
-        return {f.name: f.backfill_value() for f in self.fields if f.backfill is not None}
+    def backfill_values(self, model_cls: type[pydantic.BaseModel] | None = None) -> dict[str, Any]:
+        """``{field: value}`` for every field with a backfill (for the record codec and the
+        index keys of old records); with ``model_cls``, members of the Enum classes it
+        mentions come back as members (``Literal[Color.RED]`` accepts nothing else)."""
+        enums = enum_classes(model_cls) if model_cls is not None else None
+        return {f.name: f.backfill_value(enums) for f in self.fields if f.backfill is not None}
 
     def evolve(self, stored: TableSchema, model_cls: type[pydantic.BaseModel]) -> TableSchema:
         """This (current) schema with the history of ``stored``: every backfill ``stored``

@@ -60,6 +60,7 @@ import datetime as _dt
 import decimal
 import enum
 import struct
+import typing
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -82,6 +83,7 @@ __all__ = [
     "ValueReader",
     "decode_value",
     "encode_value",
+    "enum_classes",
     "read_fields",
     "read_value",
     "write_name",
@@ -477,10 +479,40 @@ def read_fields(reader: Reader) -> dict[str, Any]:
     return _read_model(reader, -1)
 
 
-def decode_value(data: bytes, *, where: str) -> Any:
-    """The value :func:`encode_value` wrote into ``data`` (all of it); anything else is
+def enum_classes(model_cls: type[pydantic.BaseModel]) -> dict[str, type[enum.Enum]]:
+    """The Enum classes ``model_cls`` mentions anywhere (nested models, containers,
+    unions, Literal members), by ``__qualname__``; a name two classes share is left out
+    (its values then read back as plain values, which validation converts)."""
+    found: dict[str, set[type[enum.Enum]]] = {}
+    seen: set[int] = set()
+
+    def walk(annotation: object) -> None:
+        if id(annotation) in seen:
+            return
+        seen.add(id(annotation))
+        if isinstance(annotation, enum.Enum):
+            annotation = type(annotation)
+        if isinstance(annotation, type):
+            if issubclass(annotation, enum.Enum):
+                found.setdefault(annotation.__qualname__, set()).add(annotation)
+            elif issubclass(annotation, pydantic.BaseModel):
+                for info in annotation.model_fields.values():
+                    walk(info.annotation)
+        for arg in typing.get_args(annotation):
+            walk(arg)
+
+    for info in model_cls.model_fields.values():
+        walk(info.annotation)
+    return {name: next(iter(classes)) for name, classes in found.items() if len(classes) == 1}
+
+
+def decode_value(
+    data: bytes, *, where: str, enums: Mapping[str, type[enum.Enum]] | None = None
+) -> Any:
+    """The value :func:`encode_value` wrote into ``data`` (all of it), Enum members of
+    ``enums`` (see :func:`enum_classes`) as members; anything else is
     :class:`~discobase_core.errors.DatabaseCorruptionError` naming ``where``."""
-    reader = Reader(data, where=where)
+    reader = ValueReader(data, where=where, enums=enums)
     value = read_value(reader)
     reader.expect_end()
     return value

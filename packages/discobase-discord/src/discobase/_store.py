@@ -312,7 +312,7 @@ class TableStore(Generic[R]):
         self.notes = check_compatible(stored, self.schema)
         # A new field's value for older records is fixed once here and kept in the schema.
         schema = self.schema.evolve(stored, self.model)
-        backfill = schema.backfill_values()
+        backfill = schema.backfill_values(self.model)
         for name in self.hasher.fields:
             if name not in self.state.fields:
                 self.state.add_field(name, self.hasher.key(name, backfill[name]))
