@@ -278,6 +278,7 @@ class RecordCodec(Generic[M]):
         self.model_cls = model_cls
         self.table = table or model_cls.__name__
         self.fields: tuple[str, ...] = tuple(model_cls.model_fields)
+        self._field_set = frozenset(self.fields)
         head = bytearray(_HEAD)
         write_uvarint(head, len(self.fields))
         self._head = bytes(head)
@@ -384,8 +385,8 @@ class RecordCodec(Generic[M]):
             raise self._corrupt_record(where, "bad record tag")
         fields = read_fields(reader)
         reader.expect_end()
-        unknown = [name for name in fields if name not in self.model_cls.model_fields]
-        if unknown:
+        if not self._field_set.issuperset(fields):
+            unknown = [name for name in fields if name not in self._field_set]
             raise self._corrupt_record(where, f"fields {unknown} are not in the table")
         for name, raw in self._backfill.items():
             if name not in fields:
