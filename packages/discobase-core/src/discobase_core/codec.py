@@ -237,6 +237,8 @@ M = TypeVar("M", bound=pydantic.BaseModel)
 RECORD_MARKER = 0xDB
 _HEAD = bytes((RECORD_MARKER, ord("o")))
 _OLD_JSON = ord("{")
+#: Types whose == (between two values of the same type) is canonical_bytes equality.
+_PLAIN = frozenset({str, int, bool, bytes, type(None)})
 
 
 def _reasons(exc: pydantic.ValidationError) -> str:
@@ -356,11 +358,12 @@ class RecordCodec(Generic[M]):
                 table=self.table,
                 reason=str(exc.details.get("reason")),
             ) from None
-        if self._write(back) == data:
-            return  # the very same values, bit for bit
         saved, read = record.__dict__, back.__dict__
         for name in self.fields:
-            if canonical_bytes(saved[name]) != canonical_bytes(read[name]):
+            before, after = saved[name], read[name]
+            if type(before) is type(after) and type(before) in _PLAIN and before == after:
+                continue  # equal exactly as canonical_bytes would say, without encoding
+            if canonical_bytes(before) != canonical_bytes(after):
                 raise InvalidRecordError(
                     f"field {name!r} of a {self.table} record would read back as "
                     f"{_short_repr(read[name])}, not as the saved {_short_repr(saved[name])}",

@@ -296,6 +296,16 @@ def _read_int(reader: Reader) -> int:
 
 
 def _read_text(reader: Reader) -> str:
+    data, pos = reader.data, reader.pos
+    if pos < len(data) and data[pos] < 0x80 and pos + 1 + data[pos] <= len(data):
+        # The hot path of record decoding: a short string, sliced directly.
+        end = pos + 1 + data[pos]
+        try:
+            text = data[pos + 1 : end].decode("utf-8")
+        except UnicodeDecodeError:
+            raise _fail(reader, "a string is not valid UTF-8") from None
+        reader.pos = end
+        return text
     raw = reader.take(reader.uvarint())
     try:
         return raw.decode("utf-8")
@@ -346,6 +356,13 @@ def _clock(us: int, fold: int, tz: _dt.tzinfo | None) -> _dt.time:
 
 def read_value(reader: Reader, depth: int = 0) -> Any:
     """Read one value written by :func:`write_value`."""
+    data, pos = reader.data, reader.pos
+    if pos + 2 < len(data) and data[pos] == 0x69 and 0 < data[pos + 1] <= 8:
+        # The hot path of record decoding: an int of up to 8 bytes.
+        end = pos + 2 + data[pos + 1]
+        if end <= len(data):
+            reader.pos = end
+            return int.from_bytes(data[pos + 2 : end], "big", signed=True)
     tag = reader.byte()
     if tag == 0x73:  # s
         return _read_text(reader)
