@@ -11,7 +11,15 @@ import pytest
 from core_models import Address, Color, Everything, Level, User
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_serializer
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from discobase_core.codec import (
@@ -475,3 +483,20 @@ def test_enum_members_read_back_as_members() -> None:
     back = codec.decode(codec.encode(record), where="m")
     assert back == record
     assert type(back.level) is Level
+
+
+def test_a_validator_raising_type_error_is_refused_at_save() -> None:
+    class Picky(BaseModel):
+        n: int
+
+        @field_validator("n", mode="plain")
+        @classmethod
+        def _only_once(cls, value: object) -> int:
+            if not isinstance(value, str):
+                raise TypeError("wants text")
+            return int(value)
+
+    record = Picky.model_construct(n=1)
+    with pytest.raises(InvalidRecordError, match="TypeError") as info:
+        RecordCodec(Picky).encode(record)
+    assert info.value.code == "invalid_record"

@@ -400,6 +400,8 @@ class RecordCodec(Generic[M]):
             return self._validate(fields, strict=False, by_name=True, by_alias=False)
         except pydantic.ValidationError as exc:
             raise self._corrupt_record(where, _reasons(exc)) from None
+        except (TypeError, ValueError) as exc:  # raised by a validator of the model
+            raise self._corrupt_record(where, f"{type(exc).__name__}: {exc}") from None
 
     def _decode_json(self, data: bytes, *, where: str) -> M:
         """A record stored as pydantic JSON by an earlier discobase: python field names, or
