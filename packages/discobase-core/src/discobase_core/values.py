@@ -144,9 +144,7 @@ def write_value(out: bytearray, value: object, depth: int = 0) -> None:
         out += b"E"
         _write_text(out, type(value).__qualname__)
         write_value(out, value.value, depth)
-    elif isinstance(value, bool):  # pragma: no cover - bool cannot be subclassed
-        out += b"T" if value else b"F"
-    elif isinstance(value, int):
+    elif isinstance(value, int):  # an int subclass (bool cannot be subclassed)
         out += b"i"
         _write_int(out, int(value))
     elif isinstance(value, str):
