@@ -65,7 +65,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, Decimal):
         return str(a) == str(b)
     if isinstance(a, dt.datetime | dt.time):
-        return a == b and a.utcoffset() == b.utcoffset() and a.fold == b.fold
+        return bool(a == b and a.utcoffset() == b.utcoffset() and a.fold == b.fold)
     if isinstance(a, list | tuple):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):

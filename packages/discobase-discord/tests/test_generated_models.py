@@ -106,7 +106,7 @@ _numbers = itertools.count()
 def table_specs(draw: st.DrawFn) -> dict[str, Any]:
     """A model (fields with types, aliases and defaults) and a few records' values."""
     names = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=5, unique=True))
-    fields = []
+    fields: list[dict[str, Any]] = []
     for name in names:
         kind = draw(st.integers(0, len(TYPES) - 1))
         values = TYPES[kind][1]
@@ -122,7 +122,7 @@ def table_specs(draw: st.DrawFn) -> dict[str, Any]:
         )
     records = []
     for _ in range(draw(st.integers(1, 3))):
-        record = {}
+        record: dict[str, Any] = {}
         for spec in fields:
             if spec["default"] != "required" and draw(st.booleans()):
                 continue  # leave it to the default
