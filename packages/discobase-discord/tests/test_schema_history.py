@@ -5,13 +5,16 @@ their users because a class changed)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 from pathlib import Path
 from typing import Any
 
-from discobase_test_support import GUILD, TOKEN, check_ok, run_script
+from discobase_test_support import GUILD, TOKEN, MakeDb, check_ok, run_script
+from pydantic import Field
 
+import discobase
 from discobase_emulator import Emulator
 
 # Each run declares `Item` as it is at that step of the history, saves its new records and
@@ -123,3 +126,53 @@ async def test_schema_history_chain(emu: Emulator, tmp_path: Path) -> None:
     assert len(set(column("n", ["a1", "d1", "d2"]))) == 3
     assert last["e1"]["n"] == -1
     assert column("labels", [*older, "c1", "d1", "d2", "e1"]) == ([["x"]] * 6 + [["y", "z"], []])
+
+
+def item_table(db: discobase.Database, step: int) -> type[Any]:
+    """`Item` at one step of its history (in this process)."""
+    if step == 1:
+
+        class Item(discobase.Table):
+            name: str
+
+    elif step == 2:
+
+        class Item(discobase.Table):  # type: ignore[no-redef]
+            name: str
+            tag: str = "old"
+
+    else:
+
+        class Item(discobase.Table):  # type: ignore[no-redef]
+            name: str
+            tag: str = "new"
+            at: dt.datetime = Field(default_factory=dt.datetime.now)
+
+    return db.table(Item)
+
+
+async def test_changed_default_keeps_old_records_findable(make_db: MakeDb) -> None:
+    for step in (1, 2, 3):
+        db = make_db()
+        Item = item_table(db, step)
+        async with db.conn(TOKEN):
+            await Item(name=f"run{step}").save()
+            if step == 3:
+                assert [i.name for i in await Item.find(tag="old")] == ["run1", "run2"]
+                assert [i.name for i in await Item.find(tag="new")] == ["run3"]
+                assert [i.tag for i in await Item.find()] == ["old", "old", "new"]
+
+
+async def test_default_factory_fixed_once(make_db: MakeDb) -> None:
+    seen: list[dt.datetime] = []
+    for step in (1, 3, 3):
+        db = make_db()
+        Item = item_table(db, step)
+        async with db.conn(TOKEN):
+            if step == 1:
+                await Item(name="old").save()
+                continue
+            [old] = await Item.find(name="old")
+            seen.append(old.at)
+            assert await Item.find(at=old.at) == [old]
+    assert seen[0] == seen[1]
