@@ -51,6 +51,10 @@ dirty exactly the page of the one slot they write; a rebuild dirties all pages.
 
 so a page never exceeds :func:`max_page_bytes` ``(slots_per_page)`` bytes
 ``= SEAL_OVERHEAD_MAX + 4*10 + 28*slots_per_page``.
+
+Runs make pages small, and also make a capacity cheap to claim: ``from_pages`` allocates
+slots only up to what the live pairs justify (or :data:`DECODE_FLOOR`), rebuilding a sparser
+index from its live pairs instead (see its docstring).
 """
 
 from __future__ import annotations
