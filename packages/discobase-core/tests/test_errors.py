@@ -38,3 +38,16 @@ def test_message_hint_and_details() -> None:
 def test_hierarchy() -> None:
     with pytest.raises(errors.ConnectionFailedError):
         raise GuildNotFoundError("no guild", guild="db", invite_url="https://example")
+
+
+def test_value_errors_are_also_builtin_errors() -> None:
+    # `except ValueError` keeps working for code written against plain pydantic.
+    assert issubclass(errors.QueryError, ValueError)
+    assert issubclass(errors.InvalidRecordError, ValueError)
+    assert issubclass(errors.RecordTooLargeError, ValueError)
+    assert issubclass(errors.UnsupportedTypeError, TypeError)
+    with pytest.raises(ValueError, match="bad") as info:
+        raise errors.QueryError("bad", field="x")
+    assert isinstance(info.value, DiscobaseError)
+    assert info.value.details == {"field": "x"}
+    assert str(info.value) == "bad"

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -19,8 +20,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from discobase_core.errors import QueryError, UnsupportedTypeError
+from discobase_core.errors import InvalidRecordError, QueryError, UnsupportedTypeError
 from discobase_core.hashing import (
+    MAX_DEPTH,
+    MAX_INT_BITS,
     FieldHasher,
     canonical_bytes,
     check_supported,
@@ -291,3 +294,62 @@ def test_unsupported_runtime_value_names_the_field() -> None:
         hasher.keys(Loose(items=[object()]))
     assert info.value.details["field"] == "items"
     assert "object" in str(info.value)
+
+
+# ------------------------------------------------------------------ findings: bounded work
+
+
+class Priced(BaseModel):
+    price: Decimal
+    key: str
+    tags: list  # type: ignore[type-arg]
+    n: int = 0
+
+
+def test_decimal_exponent_bounded() -> None:
+    # find(price="1e999999999") once froze the event loop building a billion-digit int.
+    hasher = FieldHasher(Priced)
+    for text in ("1e999999999", "-1e-999999999", "1" * 5000):
+        started = time.perf_counter()
+        with pytest.raises(QueryError, match="Decimal") as info:
+            hasher.key("price", text)
+        assert time.perf_counter() - started < 0.5
+        assert isinstance(info.value, ValueError)
+        assert info.value.details["field"] == "price"
+    assert hasher.key("price", "1e4300") == value_key(Decimal("1e4300"))
+    with pytest.raises(UnsupportedTypeError, match="exponent"):
+        canonical_bytes(Decimal("1e999999999"))
+    with pytest.raises(QueryError, match="bits"):
+        hasher.key("n", 1 << (MAX_INT_BITS + 1))
+
+
+def test_lone_surrogate_query() -> None:
+    hasher = FieldHasher(Priced)
+    with pytest.raises(QueryError, match="surrogate") as info:
+        hasher.key("key", "\ud800")
+    assert info.value.details["field"] == "key"
+    with pytest.raises(InvalidRecordError, match="surrogate"):
+        string_key("a\udfffb")
+    with pytest.raises(InvalidRecordError, match="surrogate") as saved:
+        hasher.keys(Priced(price=Decimal(1), key="\ud800", tags=[]))
+    assert saved.value.details["field"] == "key"
+
+
+def test_deep_query_refused() -> None:
+    hasher = FieldHasher(Priced)
+    deep: list[Any] = []
+    for _ in range(1200):
+        deep = [deep]
+    with pytest.raises(QueryError, match="levels deep") as info:
+        hasher.key("tags", deep)
+    assert len(str(info.value)) < 400
+    shallow: list[Any] = []
+    for _ in range(MAX_DEPTH - 1):
+        shallow = [shallow]
+    assert hasher.key("tags", shallow) == value_key(shallow)
+
+
+def test_query_error_messages_stay_short() -> None:
+    with pytest.raises(QueryError) as info:
+        FieldHasher(Priced).key("n", "x" * 100_000)
+    assert len(str(info.value)) < 500

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import tracemalloc
 from collections import Counter
 
 import pytest
@@ -10,9 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from discobase_core._varint import write_uvarint
 from discobase_core.codec import seal
 from discobase_core.errors import DatabaseCorruptionError
 from discobase_core.index import (
+    DECODE_FLOOR,
     LINEAR_PROBES,
     HashIndex,
     max_page_bytes,
@@ -334,3 +338,86 @@ class IndexMachine(RuleBasedStateMachine):
 
 IndexMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
 TestIndexMachine = IndexMachine.TestCase
+
+
+# ------------------------------------------------------------------ bounded decoding
+
+
+def _forged_page(capacity: int, spp: int, body: bytes, *, page_no: int = 0) -> bytes:
+    head = bytearray()
+    for n in (capacity, spp, page_no, 0):
+        write_uvarint(head, n)
+    return seal("ixpage", bytes(head) + body)
+
+
+def test_page_claiming_huge_capacity() -> None:
+    # A 20-byte re-sealed page claiming 2**31 empty slots once made open allocate ~32 GiB.
+    page = _forged_page(
+        1 << 31, 1 << 31, b"\x02" + (7).to_bytes(8, "big") + b"\x05" + _run(0, (1 << 31) - 1)
+    )
+    assert len(page) < 64
+    tracemalloc.start()
+    try:
+        index = HashIndex.from_pages({0: page})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    assert index.lookup(7) == [5]
+    assert index.capacity <= DECODE_FLOOR
+    assert index.dirty_pages() == frozenset(range(index.page_count))  # compact form next
+    # ... and claiming 2**31 pages of one slot each fails before allocating anything.
+    with pytest.raises(DatabaseCorruptionError, match="missing pages"):
+        HashIndex.from_pages({0: _forged_page(1 << 31, 1, _run(0, 1))})
+
+
+def _run(tag: int, n: int) -> bytes:
+    out = bytearray([tag])
+    write_uvarint(out, n)
+    return bytes(out)
+
+
+def test_sparse_index_after_mass_removal_is_compacted_losslessly() -> None:
+    index = HashIndex(8, slots_per_page=512)
+    for v in range(50_000):
+        index.insert(v * 7919, v)
+    for v in range(50_000 - 10):
+        index.remove(v * 7919, v)
+    again = HashIndex.from_pages(pages_of(index))
+    assert again.capacity < index.capacity
+    assert sorted(again.keys_values()) == sorted(index.keys_values())
+    assert again.epoch == index.epoch + 1
+    for v in range(50_000 - 12, 50_000):
+        assert again.lookup(v * 7919) == index.lookup(v * 7919)
+
+
+@settings(max_examples=200)
+@given(
+    st.integers(3, 40).map(lambda bits: 1 << bits),
+    st.integers(0, 40).map(lambda bits: 1 << bits),
+    st.lists(
+        st.tuples(st.sampled_from([0, 1, 2]), st.integers(0, 1 << 45), st.integers(0, 2**64 - 1)),
+        max_size=12,
+    ),
+)
+def test_garbled_pages_decode_in_bounded_memory(
+    capacity: int, spp: int, runs: list[tuple[int, int, int]]
+) -> None:
+    """Whatever a page claims, decoding it allocates memory in proportion to its bytes (or
+    raises DatabaseCorruptionError)."""
+    body = bytearray()
+    for tag, n, key in runs:
+        if tag == 2:
+            body += b"\x02" + key.to_bytes(8, "big")
+            write_uvarint(body, n)
+        else:
+            body += _run(tag, n)
+    page = _forged_page(capacity, spp, bytes(body))
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(DatabaseCorruptionError):
+            HashIndex.from_pages({0: page})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024 * 1024

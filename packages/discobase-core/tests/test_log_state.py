@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discobase_core.codec import ATTACHMENT_LIMIT, CONTENT_LIMIT
+from discobase_core.codec import ATTACHMENT_LIMIT, CONTENT_LIMIT, seal
 from discobase_core.errors import DatabaseCorruptionError, RecordTooLargeError
 from discobase_core.log import (
     MAX_RECORD_BYTES,
@@ -235,3 +235,71 @@ def test_file_names_carry_kind_commit_and_number() -> None:
         assert parse_file_name(file_name(kind, commit, number)) == (kind, commit, number)
     for foreign in ("cat.png", "log-x-1.dscb", "log-1.dscb", "-1-2.dscb", "log-1-2.txt"):
         assert parse_file_name(foreign) is None
+
+
+# ------------------------------------------------------------------ findings
+
+
+def checkpoint_and_reload(state: TableState) -> TableState:
+    plan = state.plan_checkpoint(full=True)
+    pages_by_message: dict[int, dict[str, bytes]] = {}
+    page_ids = []
+    for number, blob in enumerate(plan.page_blobs, start=100):
+        pages_by_message[number] = read_pages(blob, where="t")
+        page_ids.append(number)
+    manifest, own = read_checkpoint(plan.final_blob(page_ids), where="t")
+    pages_by_message[99] = own
+    return TableState.from_checkpoint(manifest, 99, pages_by_message, where="t")
+
+
+def test_unicode_field_name_reopens() -> None:
+    class Person(pydantic.BaseModel):
+        имя: str
+        名前: int
+
+    state = TableState(
+        table_schema=TableSchema.from_model("Person", Person), fields=("имя", "名前")
+    )
+    state.apply(1, LogBlock(1, 0, 1, (put(1, 10, 20), put(2, 11, 21))))
+    loaded = checkpoint_and_reload(state)
+    assert loaded.fields == ("имя", "名前")
+    assert loaded.candidates({"имя": 10}) == [1]
+    assert loaded.candidates({"名前": 21}) == [2]
+
+
+def test_page_keys_with_bad_utf8_are_corruption() -> None:
+    body = b"\x01\x03i:\xff\x00"  # one page, key "i:" + 0xFF (not UTF-8), empty page
+    with pytest.raises(DatabaseCorruptionError, match="UTF-8"):
+        read_pages(seal("pages", body), where="message 5")
+
+
+def test_forged_counts_are_corruption_before_allocation() -> None:
+    with pytest.raises(DatabaseCorruptionError, match="count"):
+        read_pages(seal("pages", b"\xff\xff\xff\xff\x0f"), where="m")  # 2**32 pages
+    with pytest.raises(DatabaseCorruptionError, match="count"):
+        decode_block(seal("log", b"\x01\x00\x01\x02\xff\xff\xff\xff\x0f"), where="m")
+    with pytest.raises(DatabaseCorruptionError, match="index keys"):
+        # One put claiming 2**40 keys per record.
+        decode_block(seal("log", b"\x01\x00\x01\x80\x80\x80\x80\x80\x20\x01\x01\x07"), where="m")
+
+
+def test_directory_page_offsets_stay_inside_the_page() -> None:
+    state = new_state()
+    state.apply(1, LogBlock(1, 0, 1, (put(1, 10, 20),)))
+    plan = state.plan_checkpoint(full=True)
+    manifest, own = read_checkpoint(plan.final_blob([]), where="t")
+    forged = bytearray(b"\x02\x01")  # width 2, one entry
+    forged += b"\x80\x10"  # offset 2048: beyond the page's records
+    forged += b"\x01\x00\x00" + bytes(16)
+    own = {**own, "d:0": seal("dirp", bytes(forged))}
+    with pytest.raises(DatabaseCorruptionError, match="offset"):
+        TableState.from_checkpoint(manifest, 99, {99: own}, where="t")
+
+
+def test_manifest_with_repeated_fields_or_negative_counts_is_corruption() -> None:
+    state = new_state()
+    state.apply(1, LogBlock(1, 0, 1, (put(1, 10, 20),)))
+    manifest, own = read_checkpoint(state.plan_checkpoint(full=True).final_blob([]), where="t")
+    for bad in ({"fields": ("a", "a")}, {"next_rid": -5}, {"records": -1}):
+        with pytest.raises(DatabaseCorruptionError, match="twice or a negative"):
+            TableState.from_checkpoint(manifest.model_copy(update=bad), 99, {99: own}, where="t")

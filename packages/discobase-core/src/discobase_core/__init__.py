@@ -3,8 +3,10 @@
 - :mod:`discobase_core.errors`: the one exception hierarchy every package shares;
 - :mod:`discobase_core.hashing`: stable 64-bit keys (sha1; a canonical encoding for non-strings);
 - :mod:`discobase_core.index`: the paged open-addressing multimap hash index;
+- :mod:`discobase_core.values`: discobase's own lossless encoding of field values;
 - :mod:`discobase_core.codec`: record codec, versioned framing with a checksum, text armour;
-- :mod:`discobase_core.schema`: the self-describing table schema and change detection;
+- :mod:`discobase_core.schema`: the self-describing table schema, its history and change
+  detection;
 - :mod:`discobase_core.lease`: the single-writer lease, decided from messages alone.
 """
 

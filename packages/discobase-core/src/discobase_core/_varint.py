@@ -77,11 +77,38 @@ class Reader:
 
     def uvarint(self, max_bytes: int = MAX_UVARINT_BYTES) -> int:
         """One uvarint."""
+        pos = self.pos
+        if pos < len(self.data):
+            b = self.data[pos]
+            if b < 0x80:  # one byte: most lengths and counts (the record codec's hot path)
+                self.pos = pos + 1
+                return b
         try:
             value, self.pos = decode_uvarint(self.data, self.pos, max_bytes=max_bytes)
         except ValueError as exc:
             raise self._fail(str(exc)) from None
         return value
+
+    def count(self, min_item_bytes: int = 1) -> int:
+        """A uvarint count of items that take at least ``min_item_bytes`` bytes each.
+
+        A count the remaining bytes cannot hold is corruption, raised before the caller
+        allocates or loops: decoders built on this allocate only what the data justifies.
+        """
+        n = self.uvarint()
+        if n * min_item_bytes > len(self.data) - self.pos:
+            raise self._fail(
+                f"a count of {n} items does not fit in the {len(self.data) - self.pos} bytes left"
+            )
+        return n
+
+    def text(self) -> str:
+        """A uvarint-length UTF-8 string; bad UTF-8 is corruption (never replaced)."""
+        raw = self.take(self.uvarint())
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._fail("a string is not valid UTF-8") from None
 
     def byte(self) -> int:
         """One byte."""

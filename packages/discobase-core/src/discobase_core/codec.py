@@ -2,8 +2,16 @@
 
 Three layers, each pure:
 
-1. :class:`RecordCodec` turns a validated pydantic record into compact JSON bytes (python
-   field names, declaration order) and back. Decoding failures are corruption.
+1. :class:`RecordCodec` turns a validated pydantic record into bytes and back, losslessly
+   whatever the user's model (aliases, serializers, ``model_config``)::
+
+       0xDB               1 byte   RECORD_MARKER (JSON never starts with it)
+       b"o"               1 byte   the record, as a model value of discobase_core.values:
+       field count        uvarint
+       (name, value)...            python field names (UTF-8), values tagged and exact
+
+   Records written by discobase before this encoding are pydantic JSON (they start with
+   ``{``) and still decode. Decoding failures are corruption.
 2. :func:`seal` / :func:`unseal` frame any payload::
 
        b"DSCB"            4 bytes  magic
@@ -37,14 +45,28 @@ import binascii
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 import pydantic
-from pydantic_core import PydanticSerializationError
 
-from discobase_core.errors import DatabaseCorruptionError, InvalidRecordError, RecordTooLargeError
-from discobase_core.hashing import canonical_bytes, check_supported
+from discobase_core._varint import write_uvarint
+from discobase_core.errors import (
+    DatabaseCorruptionError,
+    DatabaseStorageError,
+    InvalidRecordError,
+    RecordTooLargeError,
+)
+from discobase_core.hashing import _short_repr, canonical_bytes, check_supported
+from discobase_core.values import (
+    ValueReader,
+    decode_value,
+    encode_value,
+    enum_classes,
+    read_fields,
+    write_name,
+    write_value,
+)
 
 __all__ = [
     "ARMOR_PREFIX",
@@ -53,6 +75,7 @@ __all__ = [
     "CONTENT_LIMIT",
     "FORMAT_VERSION",
     "MAGIC",
+    "RECORD_MARKER",
     "REQUEST_LIMIT",
     "SEAL_OVERHEAD_MAX",
     "RecordCodec",
@@ -210,89 +233,205 @@ def dearmor(text: str, *, where: str) -> bytes:
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
+#: First byte of every record this version writes. Stored JSON records start with ``{``.
+RECORD_MARKER = 0xDB
+_HEAD = bytes((RECORD_MARKER, ord("o")))
+_OLD_JSON = ord("{")
+#: Types whose == (between two values of the same type) is canonical_bytes equality.
+_PLAIN = frozenset({str, int, bool, bytes, type(None)})
 
-def _has_time_fields(model_cls: type[pydantic.BaseModel]) -> bool:
-    """Whether any (nested) annotation mentions datetime or time."""
-    text = " ".join(repr(f.annotation) for f in model_cls.model_fields.values())
-    return "datetime" in text or "time" in text
+
+def _reasons(exc: pydantic.ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in exc.errors()[:5]
+    )
 
 
 class RecordCodec(Generic[M]):
-    """JSON codec for the records of one table.
+    """The codec of the records of one table.
 
-    ``encode`` dumps the record with python field names in declaration order (pydantic's
-    Rust serializer, compact, no whitespace), refusing a record whose values no longer match
-    its field types (:class:`InvalidRecordError`, before anything is written). Sets are
-    dumped in iteration order; the bytes decode to the same record either way.
-    ``decode`` validates JSON back into the model; any failure is
-    :class:`DatabaseCorruptionError` naming ``where``.
+    ``encode`` writes the actual Python value of every declared field (``record.__dict__``,
+    by python name, declaration order) with discobase's own tagged encoding
+    (:mod:`discobase_core.values`), so neither aliases nor the model's JSON settings nor
+    serializers matter. Before returning, it reads the bytes back exactly as a later
+    ``find`` will and checks that every field equals the saved one (under
+    :func:`~discobase_core.hashing.canonical_bytes`, the equality of the index): a record
+    that would not read back (a validator that changes what it is given, a value beyond
+    the bounds, a lone surrogate...) is refused with an
+    :class:`~discobase_core.errors.DatabaseStorageError` naming the field, before anything
+    is written.
+
+    ``decode`` reads the fields back into plain Python values, adds the ``backfill`` value
+    of every field a record predates (the value fixed when the field was added to the
+    table, see :mod:`discobase_core.schema`), and validates them by field name
+    (``by_name=True``, lax mode: the plain values rebuild tuples, sets, enums and nested
+    models). Any failure is :class:`~discobase_core.errors.DatabaseCorruptionError` naming
+    ``where``.
     """
 
-    def __init__(self, model_cls: type[M], *, table: str | None = None) -> None:
+    def __init__(
+        self,
+        model_cls: type[M],
+        *,
+        table: str | None = None,
+        backfill: Mapping[str, object] | None = None,
+    ) -> None:
         check_supported(model_cls)
         self.model_cls = model_cls
         self.table = table or model_cls.__name__
-        self._validate_json = model_cls.__pydantic_validator__.validate_json
-        self._check_all = _has_time_fields(model_cls)
+        self.fields: tuple[str, ...] = tuple(model_cls.model_fields)
+        self._field_set = frozenset(self.fields)
+        head = bytearray(_HEAD)
+        write_uvarint(head, len(self.fields))
+        self._head = bytes(head)
+        plan: list[tuple[str, bytes]] = []
+        for name in self.fields:
+            prefix = bytearray()
+            write_name(prefix, name)
+            plan.append((name, bytes(prefix)))
+        self._plan = tuple(plan)
+        self._backfill: dict[str, bytes] = {}
+        for name, value in (backfill or {}).items():
+            if name not in model_cls.model_fields:
+                raise ValueError(f"backfill for {name!r}, which {model_cls.__name__} lacks")
+            self._backfill[name] = encode_value(value)
+        self._enums = enum_classes(model_cls)
+        self._validate = model_cls.model_validate
+        self._validate_json = model_cls.model_validate_json
+
+    @property
+    def backfill(self) -> dict[str, object]:
+        """The value each backfilled field reads as in records that predate it."""
+        return {
+            name: decode_value(raw, where="backfill", enums=self._enums)
+            for name, raw in self._backfill.items()
+        }
+
+    def _write(self, record: M) -> bytes:
+        out = bytearray(self._head)
+        values = record.__dict__
+        name = ""
+        try:
+            for name, prefix in self._plan:
+                out += prefix
+                write_value(out, values[name])
+        except DatabaseStorageError as exc:
+            details = {**exc.details, "field": name, "table": self.table}
+            raise type(exc)(
+                f"field {name!r} of a {self.table} record: {exc.message}",
+                hint=exc.hint,
+                **details,
+            ) from None
+        return bytes(out)
 
     def encode(self, record: M) -> bytes:
-        """Compact JSON of ``record``."""
+        """The bytes of ``record``; refuses (before anything is written) a record that
+        would not read back as itself."""
         if type(record) is not self.model_cls and not isinstance(record, self.model_cls):
             raise InvalidRecordError(
                 f"expected a {self.model_cls.__name__} record, got {type(record).__name__}",
                 table=self.table,
                 reason="wrong type",
             )
-        try:
-            data = record.__pydantic_serializer__.to_json(record, warnings="error")
-        except PydanticSerializationError as exc:
+        if record.__pydantic_extra__:
             raise InvalidRecordError(
-                f"a {self.table} record holds a value that does not match its field type: {exc}",
-                hint="assign values of the declared types (or enable validate_assignment)",
+                f"a {self.table} record holds extra fields "
+                f"({', '.join(map(repr, record.__pydantic_extra__))}) that no field declares; "
+                "discobase stores declared fields only",
+                hint="declare the fields, or set model_config = ConfigDict(extra='ignore')",
                 table=self.table,
-                reason=str(exc),
-            ) from None
-        if self._check_all or b"null" in data:
-            # pydantic dumps inf and NaN as null by default, and writes UTC offsets to the
-            # minute: make sure the bytes read back as this very record before they are
-            # ever written (always for tables with datetime/time fields, else when a null
-            # shows up).
-            self._check_round_trip(record, data)
+                reason="extra fields",
+            )
+        data = self._write(record)
+        self._check_round_trip(record, data)
         return data
 
     def _check_round_trip(self, record: M, data: bytes) -> None:
+        where = f"a {self.table} record being saved"
         try:
-            back = self._validate_json(data)
-            same = canonical_bytes(back) == canonical_bytes(record)
-        except pydantic.ValidationError:
-            same = False
-        if not same:
+            back = self._decode_new(data, where=where)
+        except DatabaseCorruptionError as exc:
             raise InvalidRecordError(
-                f"a {self.table} record does not survive JSON: a float inf/NaN is dumped as "
-                "null, or a datetime/time has a UTC offset with seconds",
-                hint="set model_config = ConfigDict(ser_json_inf_nan='constants') on the table "
-                "for inf/NaN; convert datetimes to UTC before saving",
+                f"a {self.table} record would not read back: {exc.details.get('reason')}",
+                hint="assign values of the declared types (or enable validate_assignment); "
+                "validators must accept the values they produce",
                 table=self.table,
-                reason="JSON round trip changes the record",
-            )
+                reason=str(exc.details.get("reason")),
+            ) from None
+        saved, read = record.__dict__, back.__dict__
+        for name in self.fields:
+            before, after = saved[name], read[name]
+            if type(before) is type(after) and type(before) in _PLAIN and before == after:
+                continue  # equal exactly as canonical_bytes would say, without encoding
+            if canonical_bytes(before) != canonical_bytes(after):
+                raise InvalidRecordError(
+                    f"field {name!r} of a {self.table} record would read back as "
+                    f"{_short_repr(read[name])}, not as the saved {_short_repr(saved[name])}",
+                    hint="a validator or type that changes the value it is given cannot be "
+                    "stored as is; store the validated form",
+                    table=self.table,
+                    field=name,
+                    reason="round trip changes the value",
+                )
 
     def encode_many(self, records: Iterable[M]) -> list[bytes]:
         """``[encode(r) for r in records]``."""
         encode = self.encode
         return [encode(r) for r in records]
 
-    def decode(self, data: bytes, *, where: str) -> M:
-        """Validate JSON ``data`` into a record."""
+    def _corrupt_record(self, where: str, reason: str) -> DatabaseCorruptionError:
+        return _corrupt(where, f"not a valid {self.table} record: {reason}")
+
+    def _decode_new(self, data: bytes, *, where: str) -> M:
+        reader = ValueReader(data, where=where, pos=1, enums=self._enums)
+        if reader.byte() != _HEAD[1]:
+            raise self._corrupt_record(where, "bad record tag")
+        fields = read_fields(reader)
+        reader.expect_end()
+        if not self._field_set.issuperset(fields):
+            unknown = [name for name in fields if name not in self._field_set]
+            raise self._corrupt_record(where, f"fields {unknown} are not in the table")
+        for name, raw in self._backfill.items():
+            if name not in fields:
+                fields[name] = decode_value(
+                    raw, where=f"{where}, backfill of {name!r}", enums=self._enums
+                )
         try:
-            record = self._validate_json(data)
+            return self._validate(fields, strict=False, by_name=True, by_alias=False)
         except pydantic.ValidationError as exc:
-            reason = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in exc.errors()
-            )
-            raise _corrupt(where, f"not a valid {self.table} record: {reason}") from None
+            raise self._corrupt_record(where, _reasons(exc)) from None
+        except (TypeError, ValueError) as exc:  # raised by a validator of the model
+            raise self._corrupt_record(where, f"{type(exc).__name__}: {exc}") from None
+
+    def _decode_json(self, data: bytes, *, where: str) -> M:
+        """A record stored as pydantic JSON by an earlier discobase: python field names, or
+        aliases where the model said ``serialize_by_alias``; both are accepted."""
+        try:
+            record = self._validate_json(data, by_name=True, by_alias=True)
+            missing = [name for name in self._backfill if name not in record.model_fields_set]
+            if missing:
+                values = dict(record.__dict__)
+                for name in missing:
+                    values[name] = decode_value(
+                        self._backfill[name],
+                        where=f"{where}, backfill of {name!r}",
+                        enums=self._enums,
+                    )
+                record = self._validate(values, strict=False, by_name=True, by_alias=False)
+        except pydantic.ValidationError as exc:
+            raise self._corrupt_record(where, _reasons(exc)) from None
         except (TypeError, ValueError) as exc:
-            raise _corrupt(where, f"not a valid {self.table} record: {exc}") from None
-        return record  # type: ignore[no-any-return]
+            raise self._corrupt_record(where, str(exc)) from None
+        return record
+
+    def decode(self, data: bytes, *, where: str) -> M:
+        """The record ``data`` holds (either encoding)."""
+        first = data[0] if data else -1
+        if first == RECORD_MARKER:
+            return self._decode_new(data, where=where)
+        if first == _OLD_JSON:
+            return self._decode_json(data, where=where)
+        raise self._corrupt_record(where, f"unknown record encoding (first byte {first})")
 
     def decode_many(self, items: Sequence[tuple[bytes, str]]) -> list[M]:
         """Decode ``(data, where)`` pairs."""

@@ -5,15 +5,20 @@ mapping of structured facts (which table, which field, which page...) and an opt
 ``hint`` telling the user what to do. ``str(err)`` is the message, followed by
 ``"\\nHint: ..."`` when a hint is given.
 
+Errors that mean "this value is wrong" also subclass the matching builtin (``ValueError`` or
+``TypeError``), so code written against plain pydantic or Python (``except ValueError``)
+keeps working, while ``except DiscobaseError`` still catches everything discobase raises.
+
     DiscobaseError
     ├── DatabaseCorruptionError        stored bytes are not what discobase wrote
     ├── DatabaseStorageError           cannot store this (before anything is written)
-    │   ├── RecordTooLargeError
-    │   ├── UnsupportedTypeError
-    │   └── InvalidRecordError
+    │   ├── RecordTooLargeError        also a ValueError
+    │   ├── UnsupportedTypeError       also a TypeError
+    │   └── InvalidRecordError         also a ValueError
     ├── SchemaChangeError              the stored schema and the class disagree
     ├── DatabaseTableError             table not registered / duplicate / not built
     ├── QueryError                     unknown field, or a value invalid for its field
+    │                                  (also a ValueError)
     ├── NotFoundError                  find_unique found nothing
     ├── MultipleResultsError           find_unique found several
     ├── ConnectionFailedError          bad token, login failure, API unreachable
@@ -98,22 +103,24 @@ class DatabaseStorageError(DiscobaseError):
     code = "storage"
 
 
-class RecordTooLargeError(DatabaseStorageError):
+class RecordTooLargeError(DatabaseStorageError, ValueError):
     """A record (or page) does not fit. details: ``size``, ``limit``, and ``table`` /
     ``field`` when known."""
 
     code = "record_too_large"
 
 
-class UnsupportedTypeError(DatabaseStorageError):
-    """A field's type cannot be hashed or stored. details: ``field``, ``type``."""
+class UnsupportedTypeError(DatabaseStorageError, TypeError):
+    """A field's type (or a value's size, such as a Decimal exponent beyond the bound) cannot
+    be hashed or stored. details: ``field``, ``type``, and ``reason`` when a value is refused."""
 
     code = "unsupported_type"
 
 
-class InvalidRecordError(DatabaseStorageError):
+class InvalidRecordError(DatabaseStorageError, ValueError):
     """A record no longer validates against its own schema (e.g. a wrong-typed value was
-    assigned to a field after construction). details: ``table`` / ``reason``."""
+    assigned to a field after construction, a string holds a lone surrogate, or a value is
+    nested too deeply to read back). details: ``table`` / ``field`` / ``reason``."""
 
     code = "invalid_record"
 
@@ -131,7 +138,7 @@ class DatabaseTableError(DiscobaseError):
     code = "table"
 
 
-class QueryError(DiscobaseError):
+class QueryError(DiscobaseError, ValueError):
     """A query names an unknown field, or gives a value invalid for the field's type."""
 
     code = "query"

@@ -41,6 +41,20 @@ tag    value
 
 An Enum member encodes as its ``.value``. Anything else raises
 :class:`~discobase_core.errors.UnsupportedTypeError`.
+
+Bounds (the same in hashing, in the record codec and at save, so a value that can be saved
+can be found, and hashing any value costs time and memory proportional to its size):
+
+- containers and models nest at most :data:`MAX_DEPTH` levels (InvalidRecordError);
+- an int has at most :data:`MAX_INT_BITS` bits (UnsupportedTypeError);
+- a finite Decimal has at most :data:`MAX_DECIMAL_DIGITS` digits and an exponent within
+  ``±MAX_DECIMAL_EXPONENT`` (UnsupportedTypeError): ``Decimal("1e999999999")`` is a dozen
+  bytes, but its exact fraction is a billion-digit int;
+- a string must encode as UTF-8: no lone surrogates such as ``"\\ud800"``
+  (InvalidRecordError).
+
+:class:`FieldHasher` turns each of these into a :class:`~discobase_core.errors.QueryError`
+for a query value.
 """
 
 from __future__ import annotations
@@ -49,6 +63,7 @@ import datetime as _dt
 import decimal
 import enum
 import hashlib
+import reprlib
 import types
 import typing
 import uuid
@@ -58,15 +73,27 @@ from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 import pydantic
 
 from discobase_core._varint import write_uvarint
-from discobase_core.errors import QueryError, UnsupportedTypeError
+from discobase_core.errors import (
+    DatabaseStorageError,
+    InvalidRecordError,
+    QueryError,
+    UnsupportedTypeError,
+)
 
 __all__ = [
+    "MAX_DECIMAL_DIGITS",
+    "MAX_DECIMAL_EXPONENT",
+    "MAX_DEPTH",
+    "MAX_INT_BITS",
     "NON_STRING_PREFIX",
     "SUPPORTED_TYPES",
     "FieldHasher",
     "canonical_bytes",
+    "check_decimal",
+    "check_int",
     "check_supported",
     "string_key",
+    "too_deep",
     "value_key",
 ]
 
@@ -79,18 +106,84 @@ SUPPORTED_TYPES = (
     "Literal / Annotated of those"
 )
 
+#: Deepest nesting of containers and models in a value (a field's value is level 0).
+MAX_DEPTH = 64
+#: Largest int, in bits (about 315,000 decimal digits).
+MAX_INT_BITS = 1 << 20
+#: Largest |exponent| (and |adjusted exponent|) of a finite Decimal.
+MAX_DECIMAL_EXPONENT = 4300
+#: Most digits of a finite Decimal.
+MAX_DECIMAL_DIGITS = 4300
+
 _sha1 = hashlib.sha1
 _from_bytes = int.from_bytes
 _EPOCH = _dt.datetime(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
 
 
+def _utf8(value: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRecordError(
+            f"a string holds a lone surrogate ({value[exc.start : exc.end]!r} at index "
+            f"{exc.start}), which is not text and cannot be stored as UTF-8",
+            hint="strings must be valid Unicode text; store raw data in a bytes field",
+            reason="lone surrogate",
+        ) from None
+
+
 def string_key(value: str) -> int:
     """The key of a string: the first 8 bytes of sha1 over its UTF-8 bytes."""
-    return _from_bytes(_sha1(value.encode("utf-8")).digest()[:8], "big")
+    return _from_bytes(_sha1(_utf8(value)).digest()[:8], "big")
+
+
+def check_int(n: int) -> None:
+    """Refuse an int beyond :data:`MAX_INT_BITS` (UnsupportedTypeError)."""
+    if n.bit_length() > MAX_INT_BITS:
+        raise UnsupportedTypeError(
+            f"an int of {n.bit_length()} bits is beyond the {MAX_INT_BITS} bits discobase "
+            "stores and indexes",
+            type="int",
+            reason="int too large",
+        )
+
+
+def check_decimal(value: decimal.Decimal) -> None:
+    """Refuse a finite Decimal whose exact value would need a huge int: too many digits, or
+    an exponent beyond ``±MAX_DECIMAL_EXPONENT`` (checked without building the int)."""
+    if not value.is_finite():
+        return
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    adjusted = exponent + len(digits) - 1
+    if (
+        len(digits) > MAX_DECIMAL_DIGITS
+        or abs(exponent) > MAX_DECIMAL_EXPONENT
+        or abs(adjusted) > MAX_DECIMAL_EXPONENT
+    ):
+        raise UnsupportedTypeError(
+            f"a Decimal with {len(digits)} digits and exponent {exponent} is beyond what "
+            f"discobase stores and indexes (at most {MAX_DECIMAL_DIGITS} digits and an "
+            f"exponent within ±{MAX_DECIMAL_EXPONENT}): its exact value would be a "
+            "gigantic number",
+            type="Decimal",
+            reason="Decimal out of range",
+        )
+
+
+def too_deep() -> InvalidRecordError:
+    """The error for a value nested deeper than :data:`MAX_DEPTH`."""
+    return InvalidRecordError(
+        f"a value nests containers or models more than {MAX_DEPTH} levels deep",
+        hint="flatten the value, or store it as bytes",
+        reason="too deep",
+    )
 
 
 def _int_body(n: int, out: bytearray) -> None:
+    if n.bit_length() > MAX_INT_BITS:
+        check_int(n)
     raw = n.to_bytes((n.bit_length() + 8) // 8, "big", signed=True)
     write_uvarint(out, len(raw))
     out += raw
@@ -110,10 +203,10 @@ def _number(num: int, den: int, out: bytearray) -> None:
         _int_body(den, out)
 
 
-def _encode(value: object, out: bytearray) -> None:
+def _encode(value: object, out: bytearray, depth: int = 0) -> None:
     t = type(value)
     if t is str:
-        raw = value.encode("utf-8")  # type: ignore[attr-defined]
+        raw = _utf8(value)  # type: ignore[arg-type]
         out += b"s"
         write_uvarint(out, len(raw))
         out += raw
@@ -129,7 +222,7 @@ def _encode(value: object, out: bytearray) -> None:
         out += b"T" if value else b"F"
         return
     if isinstance(value, enum.Enum):
-        _encode(value.value, out)
+        _encode(value.value, out, depth)
         return
     if isinstance(value, bool):  # pragma: no cover - bool cannot be subclassed
         out += b"T" if value else b"F"
@@ -139,7 +232,7 @@ def _encode(value: object, out: bytearray) -> None:
         _int_body(int(value), out)
         return
     if isinstance(value, str):
-        _encode(str(value), out)
+        _encode(str(value), out, depth)
         return
     if isinstance(value, float):
         if value != value:
@@ -158,6 +251,7 @@ def _encode(value: object, out: bytearray) -> None:
         elif value.is_infinite():
             out += b"x+" if value > 0 else b"x-"
         else:
+            check_decimal(value)
             _number(*value.as_integer_ratio(), out)
         return
     if isinstance(value, bytes | bytearray | memoryview):
@@ -195,22 +289,26 @@ def _encode(value: object, out: bytearray) -> None:
         out += b"U"
         out += value.bytes
         return
+    if isinstance(value, pydantic.BaseModel | list | tuple | Mapping | set | frozenset):
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise too_deep()
     if isinstance(value, pydantic.BaseModel):
         names = sorted(type(value).model_fields)
         out += b"o"
         write_uvarint(out, len(names))
         for name in names:
-            _encode(name, out)
-            _encode(getattr(value, name), out)
+            _encode(name, out, depth)
+            _encode(getattr(value, name), out, depth)
         return
     if isinstance(value, list | tuple):
         out += b"l"
         write_uvarint(out, len(value))
         for item in value:
-            _encode(item, out)
+            _encode(item, out, depth)
         return
     if isinstance(value, Mapping):
-        pairs = sorted((canonical_bytes(k), canonical_bytes(v)) for k, v in value.items())
+        pairs = sorted((_canonical(k, depth), _canonical(v, depth)) for k, v in value.items())
         out += b"m"
         write_uvarint(out, len(pairs))
         for k, v in pairs:
@@ -218,7 +316,7 @@ def _encode(value: object, out: bytearray) -> None:
             out += v
         return
     if isinstance(value, set | frozenset):
-        members = sorted(canonical_bytes(m) for m in value)
+        members = sorted(_canonical(m, depth) for m in value)
         out += b"e"
         write_uvarint(out, len(members))
         for m in members:
@@ -230,11 +328,20 @@ def _encode(value: object, out: bytearray) -> None:
     )
 
 
-def canonical_bytes(value: object) -> bytes:
-    """One canonical encoding of an already-validated value (see the module docstring)."""
+def _canonical(value: object, depth: int) -> bytes:
     out = bytearray()
-    _encode(value, out)
+    _encode(value, out, depth)
     return bytes(out)
+
+
+def canonical_bytes(value: object) -> bytes:
+    """One canonical encoding of an already-validated value (see the module docstring).
+
+    Raises a :class:`~discobase_core.errors.DatabaseStorageError` for a value beyond the
+    bounds above, and :class:`~discobase_core.errors.UnsupportedTypeError` for a type
+    outside :data:`SUPPORTED_TYPES`.
+    """
+    return _canonical(value, 0)
 
 
 def value_key(value: object) -> int:
@@ -399,7 +506,12 @@ class FieldHasher(Generic[M]):
         return adapter
 
     def validate(self, field: str, value: object) -> object:
-        """``value`` validated (and coerced) with ``field``'s type, else QueryError."""
+        """``value`` validated (and coerced) with ``field``'s type, else QueryError.
+
+        The validated value is also checked against the bounds of the module docstring (a
+        query for ``Decimal("1e999999999")``, a lone surrogate or a list nested a thousand
+        deep is refused in microseconds), so hashing it afterwards cannot fail or stall.
+        """
         if field not in self.model_cls.model_fields:
             raise QueryError(
                 f"{self.model_cls.__name__} has no field {field!r}; "
@@ -408,54 +520,90 @@ class FieldHasher(Generic[M]):
                 fields=list(self.fields),
                 table=self.model_cls.__name__,
             )
+        expected = self.type_repr(field)
         try:
-            return self._adapter(field).validate_python(value)
+            validated = self._adapter(field).validate_python(value)
+            canonical_bytes(validated)
         except pydantic.ValidationError as exc:
-            expected = self.type_repr(field)
-            raise QueryError(
-                f"{value!r} is not a valid value for field {field!r} of type {expected}: "
-                f"{exc.errors()[0]['msg']}",
-                field=field,
-                expected=expected,
-                table=self.model_cls.__name__,
-            ) from None
+            reason = str(exc.errors()[0]["msg"])
+        except DatabaseStorageError as exc:
+            reason = exc.message
+        except RecursionError:
+            reason = f"the value nests more than {MAX_DEPTH} levels deep"
+        else:
+            return validated
+        raise QueryError(
+            f"{_short_repr(value)} is not a valid value for field {field!r} of type "
+            f"{expected}: {reason}",
+            field=field,
+            expected=expected,
+            table=self.model_cls.__name__,
+            reason=reason,
+        ) from None
 
     def key(self, field: str, value: object) -> int:
-        """The index key of ``field == value`` (validated first)."""
-        validated = self.validate(field, value)
-        try:
-            return value_key(validated)
-        except UnsupportedTypeError as exc:
-            raise UnsupportedTypeError(
-                f"field {field!r}: {exc.message}",
-                field=field,
-                type=exc.details.get("type"),
-            ) from None
+        """The index key of ``field == value`` (validated first; QueryError otherwise)."""
+        return value_key(self.validate(field, value))
 
     def keys(self, record: M) -> dict[str, int]:
-        """Keys of every field of ``record`` (declaration order)."""
+        """Keys of every field of ``record`` (declaration order).
+
+        A value beyond the bounds of the module docstring raises the
+        :class:`~discobase_core.errors.DatabaseStorageError` subclass that names it, with
+        ``field`` in its details.
+        """
         values = record.__dict__
         out: dict[str, int] = {}
         for name, kind in self._plan:
             v = values[name]
             t = type(v)
-            if kind == _STR and t is str:
-                out[name] = _from_bytes(_sha1(v.encode("utf-8")).digest()[:8], "big")
-            elif kind == _INT and t is int:
-                out[name] = _int_key(v)
-            elif kind == _BOOL and t is bool:
-                out[name] = _TRUE_KEY if v else _FALSE_KEY
-            else:
-                try:
+            try:
+                if kind == _STR and t is str:
+                    out[name] = _from_bytes(_sha1(v.encode("utf-8")).digest()[:8], "big")
+                elif kind == _INT and t is int:
+                    out[name] = _int_key(v)
+                elif kind == _BOOL and t is bool:
+                    out[name] = _TRUE_KEY if v else _FALSE_KEY
+                else:
                     out[name] = value_key(v)
-                except UnsupportedTypeError as exc:
-                    raise UnsupportedTypeError(
-                        f"field {name!r}: {exc.message}",
-                        field=name,
-                        type=exc.details.get("type"),
-                    ) from None
+            except UnicodeEncodeError:
+                raise _for_field(_utf8_error(v), name) from None
+            except DatabaseStorageError as exc:
+                raise _for_field(exc, name) from None
         return out
 
     def key_tuple(self, record: M) -> tuple[int, ...]:
         """``tuple(keys(record).values())``: keys in field order."""
         return tuple(self.keys(record).values())
+
+
+def _utf8_error(value: str) -> DatabaseStorageError:
+    try:
+        _utf8(value)
+    except DatabaseStorageError as exc:
+        return exc
+    raise AssertionError("unreachable")  # pragma: no cover - called only after a failure
+
+
+def _for_field(exc: DatabaseStorageError, field: str) -> DatabaseStorageError:
+    """The same error, its message prefixed with the field it is about."""
+    details = {**exc.details, "field": field}
+    return type(exc)(f"field {field!r}: {exc.message}", hint=exc.hint, **details)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def _short_repr(value: object, limit: int = 80) -> str:
+    """A repr of ``value`` cut to about ``limit`` characters: error messages stay readable
+    (and cheap) whatever the size or depth of a query value (``repr`` of an int of 5,000
+    digits even raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an int of {value.bit_length()} bits>"
+    try:
+        text = _REPR.repr(value)
+    except (RecursionError, ValueError):
+        return f"<a {type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -51,6 +51,10 @@ dirty exactly the page of the one slot they write; a rebuild dirties all pages.
 
 so a page never exceeds :func:`max_page_bytes` ``(slots_per_page)`` bytes
 ``= SEAL_OVERHEAD_MAX + 4*10 + 28*slots_per_page``.
+
+Runs make pages small, and also make a capacity cheap to claim: ``from_pages`` allocates
+slots only up to what the live pairs justify (or :data:`DECODE_FLOOR`), rebuilding a sparser
+index from its live pairs instead (see its docstring).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from discobase_core.codec import FORMAT_VERSION, SEAL_OVERHEAD_MAX, seal, unseal
 from discobase_core.errors import DatabaseCorruptionError
 
 __all__ = [
+    "DECODE_FLOOR",
     "KEY_LIMIT",
     "LINEAR_PROBES",
     "MAX_CAPACITY",
@@ -88,6 +93,9 @@ KEY_LIMIT = 1 << 64
 VALUE_LIMIT = 1 << 128
 #: Largest capacity a page may claim (2**32 slots; far beyond any Discord table).
 MAX_CAPACITY = 1 << 32
+#: Capacity ``from_pages`` allocates whatever the pages hold; beyond it, only what the live
+#: pairs justify (see ``from_pages``).
+DECODE_FLOOR = 1 << 16
 PAGE_KIND = "ixpage"
 
 _EMPTY = -1
@@ -485,7 +493,18 @@ class HashIndex:
     def from_pages(cls, pages: Mapping[int, bytes]) -> HashIndex:
         """Rebuild an index from every one of its pages; validates everything and raises
         :class:`DatabaseCorruptionError` (``where="index page N"``) otherwise. The result
-        has no dirty pages."""
+        has no dirty pages, unless it was compacted (below).
+
+        Memory follows the bytes, not the claims: the pages are parsed into their live
+        pairs and tombstone runs first (proportional to the bytes present), and the page
+        set is checked against the capacity the pages claim before anything is allocated.
+        A run of a billion EMPTY slots is a few bytes, so a capacity far beyond what the
+        live pairs need (more than :data:`DECODE_FLOOR` slots and more than four times what
+        a rebuild would choose) is not allocated: the index is rebuilt from its live pairs
+        at the policy's capacity instead (lossless: lookups depend on the live pairs only),
+        with a new epoch and every page dirty, so the next checkpoint stores the compact
+        form. Legitimate pages only get there after most of their pairs were removed.
+        """
         if not pages:
             raise DatabaseCorruptionError(
                 "index: no pages", where="index", reason="no pages were given"
@@ -495,7 +514,9 @@ class HashIndex:
                 "index: page numbers must be ints", where="index", reason="bad page numbers"
             )
         header: tuple[int, int, int] | None = None
-        index: HashIndex | None = None
+        live: list[tuple[int, int, int]] = []  # (slot, key, value)
+        tombs: list[tuple[int, int]] = []  # (first slot, count)
+        seen: set[tuple[int, int]] = set()
         for page_no in sorted(pages):
             where = f"index page {page_no}"
 
@@ -513,12 +534,12 @@ class HashIndex:
                 raise fail(f"bad slots per page {spp} for capacity {capacity}")
             if header is None:
                 header = (capacity, spp, epoch)
-                index = cls(capacity, slots_per_page=spp)
-                index._epoch = epoch
-                count = index.page_count
-                if set(pages) != set(range(count)):
-                    missing = sorted(set(range(count)) - set(pages))
-                    extra = sorted(set(pages) - set(range(count)))
+                count = -(-capacity // spp)
+                extra = sorted(n for n in pages if not 0 <= n < count)
+                if extra or len(pages) != count:
+                    # Page numbers are distinct, so without extras some are missing; look
+                    # for them among the first len(pages) + 1 only (count may be huge).
+                    missing = [n for n in range(min(count, len(pages) + 1)) if n not in pages]
                     problem = f"missing pages {missing[:10]}" if missing else f"extra {extra[:10]}"
                     raise DatabaseCorruptionError(
                         f"index: expected pages 0..{count - 1}: {problem}",
@@ -530,38 +551,55 @@ class HashIndex:
                     f"capacity/slots per page/epoch {(capacity, spp, epoch)} disagree with "
                     f"the other pages {header}"
                 )
-            assert index is not None
             start = page_no * spp
             end = min(start + spp, capacity)
             s = start
-            keys = index._keys
             while s < end:
                 tag = reader.byte()
                 if tag == _LIVE:
                     k = int.from_bytes(reader.take(8), "big")
                     v = reader.uvarint()
-                    if (k, v) in index._slot_of:
+                    if v >= VALUE_LIMIT:
+                        raise fail(f"value {v} in slot {s} is beyond 2**128")
+                    if (k, v) in seen:
                         raise fail(f"duplicate pair ({k}, {v}) in slot {s}")
-                    index._place(s, k, v)
+                    seen.add((k, v))
+                    live.append((s, k, v))
                     s += 1
                 elif tag in (_RUN_EMPTY, _RUN_TOMB):
                     n = reader.uvarint()
                     if n < 1 or s + n > end:
                         raise fail(f"slot run of {n} overruns the page at slot {s}")
                     if tag == _RUN_TOMB:
-                        keys[s : s + n] = [_TOMB] * n
-                        index._tombs += n
+                        tombs.append((s, n))
                     s += n
                 else:
                     raise fail(f"unknown slot tag {tag} at slot {s}")
             reader.expect_end()
-        assert index is not None
-        if _EMPTY not in index._keys:
+        assert header is not None
+        capacity, spp, epoch = header
+        tomb_count = sum(n for _, n in tombs)
+        if len(live) + tomb_count >= capacity:
             raise DatabaseCorruptionError(
                 "index: no empty slot (lookups could not terminate)",
                 where="index",
                 reason="no empty slot",
             )
+        if capacity > max(DECODE_FLOOR, 4 * _capacity_for(len(live) + 1)):
+            index = cls(_capacity_for(len(live) + 1), slots_per_page=spp)
+            index._epoch = epoch + 1
+            for _, key, value in live:
+                free, index._resume[key] = index._free_slot(key)
+                index._place(free, key, value)
+            return index  # every page dirty: the compact form is stored at the next checkpoint
+        index = cls(capacity, slots_per_page=spp)
+        index._epoch = epoch
+        keys = index._keys
+        for first, n in tombs:
+            keys[first : first + n] = [_TOMB] * n
+        index._tombs = tomb_count
+        for slot, key, value in live:
+            index._place(slot, key, value)
         index._dirty = set()
         return index
 

@@ -140,7 +140,8 @@ def decode_block(blob: bytes, *, where: str) -> tuple[LogBlock, int]:
     """Decode a sealed log blob into its block and key width; corruption names `where`."""
     _, body = unseal(blob, where=where, kind="log")
     reader = Reader(body, where=where)
-    commit, part, parts, width, count = (reader.uvarint() for _ in range(5))
+    commit, part, parts, width = (reader.uvarint() for _ in range(4))
+    count = reader.count(min_item_bytes=2)  # an operation byte and a record id at least
     if parts == 0 or part >= parts:
         raise DatabaseCorruptionError(
             f"log block at {where} says it is part {part} of {parts}",
@@ -152,6 +153,13 @@ def decode_block(blob: bytes, *, where: str) -> tuple[LogBlock, int]:
         op = reader.byte()
         rid = reader.uvarint()
         if op == _OP_PUT:
+            if width * 8 > reader.remaining:
+                raise DatabaseCorruptionError(
+                    f"log block at {where} claims {width} index keys per record, more than "
+                    "its bytes hold",
+                    where=where,
+                    reason="key width",
+                )
             keys = tuple(int.from_bytes(reader.take(8), "big") for _ in range(width))
             payload = reader.take(reader.uvarint())
             entries.append(Put(rid, keys, payload))

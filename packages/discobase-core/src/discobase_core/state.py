@@ -118,10 +118,14 @@ class CheckpointPlan:
 
 
 def _encode_pack(pages: Mapping[str, bytes]) -> bytes:
+    """uvarint count, then (uvarint length + UTF-8 page key, uvarint length + page) pairs.
+
+    Page keys hold field names, which may be any text (``i:имя:0``): UTF-8 both ways.
+    """
     out = bytearray()
     write_uvarint(out, len(pages))
     for key, data in pages.items():
-        raw = key.encode()
+        raw = key.encode("utf-8")
         write_uvarint(out, len(raw))
         out += raw
         write_uvarint(out, len(data))
@@ -130,9 +134,18 @@ def _encode_pack(pages: Mapping[str, bytes]) -> bytes:
 
 
 def _decode_pack(reader: Reader) -> dict[str, bytes]:
+    """Inverse of :func:`_encode_pack`; bad UTF-8, a repeated key or a count the bytes cannot
+    hold is corruption."""
     pages: dict[str, bytes] = {}
-    for _ in range(reader.uvarint()):
-        key = reader.take(reader.uvarint()).decode("ascii", errors="replace")
+    count = reader.count(min_item_bytes=2)
+    for _ in range(count):
+        key = reader.text()
+        if key in pages:
+            raise DatabaseCorruptionError(
+                f"{reader.where}: page {key} is stored twice",
+                where=reader.where,
+                reason="duplicate page",
+            )
         pages[key] = reader.take(reader.uvarint())
     return pages
 
@@ -419,6 +432,15 @@ class TableState:
     ) -> TableState:
         """Rebuild the state a checkpoint describes. `pages_by_message` holds the pages of
         every message the manifest refers to (the checkpoint message itself under its id)."""
+        if (
+            len(set(manifest.fields)) != len(manifest.fields)
+            or min(manifest.next_rid, manifest.next_commit, manifest.records, 0) < 0
+        ):
+            raise DatabaseCorruptionError(
+                f"checkpoint at {where} lists a field twice or a negative count",
+                where=where,
+                reason="bad manifest",
+            )
         refs = {key: (message_id if mid == SELF else mid) for key, mid in manifest.refs.items()}
 
         def page(key: str) -> bytes:
@@ -462,11 +484,19 @@ class TableState:
                     reason="key width",
                 )
             start = number * DIRECTORY_SPAN
-            for _ in range(reader.uvarint()):
-                rid = start + reader.uvarint()
+            # An entry is at least four one-byte uvarints and its keys.
+            for _ in range(reader.count(min_item_bytes=4 + 8 * width)):
+                offset = reader.uvarint()
+                if offset >= DIRECTORY_SPAN:
+                    raise DatabaseCorruptionError(
+                        f"directory page {number} at {where} holds record offset {offset}, "
+                        f"beyond its {DIRECTORY_SPAN} records",
+                        where=page_where,
+                        reason="record offset",
+                    )
                 location = Location(reader.uvarint(), reader.uvarint(), reader.uvarint())
                 keys = tuple(int.from_bytes(reader.take(8), "big") for _ in range(width))
-                state.directory[rid] = DirEntry(location, keys)
+                state.directory[start + offset] = DirEntry(location, keys)
             reader.expect_end()
         if len(state.directory) != manifest.records:
             raise DatabaseCorruptionError(

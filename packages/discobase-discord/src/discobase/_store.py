@@ -420,16 +420,18 @@ class TableStore(Generic[R]):
         """Check the stored schema against the class; apply allowed changes. True if changed."""
         stored = self.state.table_schema
         self.notes = check_compatible(stored, self.schema)
+        # A new field's value for older records is fixed once here and kept in the schema.
+        schema = self.schema.evolve(stored, self.model)
+        backfill = schema.backfill_values(self.model)
         for name in self.hasher.fields:
             if name not in self.state.fields:
-                info = self.model.model_fields[name]
-                default = info.get_default(call_default_factory=True)
-                self.state.add_field(name, self.hasher.key(name, default))
+                self.state.add_field(name, self.hasher.key(name, backfill[name]))
+        self.codec = RecordCodec(self.model, table=self.name, backfill=backfill)
         for note in self.notes:
             log.info("table %s: %s", self.name, note)
-        if stored == self.schema:
+        if stored == schema:
             return False
-        self.state.table_schema = self.schema
+        self.state.table_schema = schema
         return True
 
     # -- the lease -------------------------------------------------------------------------
