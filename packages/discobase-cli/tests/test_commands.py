@@ -1,0 +1,198 @@
+"""Every data command through the real CLI against an emulator, and each user error."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from cli_support import GUILD, TOKEN, Emu
+
+import discobase
+
+
+class Person(discobase.Table):
+    name: str
+    age: int = 0
+    city: str | None = None
+    tags: list[str] = []
+
+
+def seed_people(emu: Emu) -> None:
+    async def action(db: discobase.Database) -> None:
+        people = db.table(type("Person", (Person,), {}))
+        async with db.conn(TOKEN):
+            for name, age, city in [
+                ("ada", 36, "London"),
+                ("alan", 41, None),
+                ("grace", 36, "NYC"),
+            ]:
+                await people(name=name, age=age, city=city, tags=[name[0]]).save()
+
+    emu.seed(action)
+
+
+def test_tables_lists_each_table_with_its_record_count(emu: Emu) -> None:
+    seed_people(emu)
+    plain = emu.run("tables")
+    assert plain.exit_code == 0, plain.stderr
+    assert plain.stdout.splitlines() == [
+        "table\trecords\tfields",
+        "Person\t3\tname, age, city, tags",
+    ]
+    as_json = emu.run("tables", "--json")
+    assert json.loads(as_json.stdout) == [
+        {"name": "Person", "records": 3, "fields": ["name", "age", "city", "tags"]}
+    ]
+
+
+def test_schema_shows_types_defaults_and_indexes(emu: Emu) -> None:
+    seed_people(emu)
+    plain = emu.run("schema", "person")
+    assert plain.exit_code == 0, plain.stderr
+    lines = plain.stdout.splitlines()
+    assert lines[0] == "field\ttype\tdefault\tindexed"
+    assert "name\tstr\t(required)\tyes" in lines
+    assert "age\tint\t0\tyes" in lines
+    described = json.loads(emu.run("schema", "Person", "--json").stdout)
+    assert described["table"] == "Person"
+    assert [f["name"] for f in described["fields"]] == ["name", "age", "city", "tags"]
+    assert described["fields"][2]["type"] == "str | None"
+
+
+def test_find_filters_limits_and_prints_every_format(emu: Emu) -> None:
+    seed_people(emu)
+    found = json.loads(emu.run("find", "Person", "age=36", "--json").stdout)
+    assert [(r["_id"], r["name"]) for r in found] == [(1, "ada"), (3, "grace")]
+    assert found[0] == {"_id": 1, "name": "ada", "age": 36, "city": "London", "tags": ["a"]}
+    limited = emu.run("find", "Person", "--limit", "1", "--nl")
+    assert [json.loads(line)["name"] for line in limited.stdout.splitlines()] == ["ada"]
+    nobody = emu.run("find", "Person", "city=", "--csv")  # empty text: None
+    rows = list(csv.reader(io.StringIO(nobody.stdout)))
+    assert rows == [["_id", "name", "age", "city", "tags"], ["2", "alan", "41", "", '["a"]']]
+    plain = emu.run("find", "Person", "name=grace", "city=NYC")
+    assert plain.stdout.splitlines()[1] == '3\tgrace\t36\tNYC\t["g"]'
+    both = emu.run("find", "Person", "--json", "--csv")
+    assert both.exit_code == 1
+    assert "choose one of --json, --nl and --csv" in both.stderr
+
+
+def test_count(emu: Emu) -> None:
+    seed_people(emu)
+    assert emu.run("count", "Person").stdout == "3\n"
+    assert emu.run("count", "Person", "age=36").stdout == "2\n"
+    assert emu.run("count", "Person", "age=36", "name=ada").stdout == "1\n"
+
+
+def test_insert_an_object_an_array_and_json_lines(emu: Emu) -> None:
+    seed_people(emu)
+    one = emu.run("insert", "Person", '{"name": "linus", "age": 55}')
+    assert one.exit_code == 0, one.stderr
+    assert one.stdout == "inserted 1 records into Person: ids 4\n"
+    many = emu.run("insert", "Person", "-", input='[{"name": "a"}, {"name": "b", "tags": ["x"]}]')
+    assert many.stdout == "inserted 2 records into Person: ids 5, 6\n"
+    lines = emu.run("insert", "Person", "--nl", input='{"name": "c"}\n\n{"name": "d"}\n')
+    assert lines.stdout == "inserted 2 records into Person: ids 7, 8\n"
+    assert emu.run("count", "Person").stdout == "8\n"
+    found = json.loads(emu.run("find", "Person", "name=b", "--json").stdout)
+    assert found == [{"_id": 6, "name": "b", "age": 0, "city": None, "tags": ["x"]}]
+
+
+def test_update_sets_the_given_fields(emu: Emu) -> None:
+    seed_people(emu)
+    result = emu.run("update", "Person", "2", '{"city": "Cambridge", "age": 42}')
+    assert result.exit_code == 0, result.stderr
+    alan = json.loads(emu.run("find", "Person", "name=alan", "--json").stdout)
+    assert alan == [{"_id": 2, "name": "alan", "age": 42, "city": "Cambridge", "tags": ["a"]}]
+    assert emu.run("count", "Person", "city=Cambridge").stdout == "1\n"
+    missing = emu.run("update", "Person", "99", '{"age": 1}')
+    assert missing.exit_code == 1
+    assert "table Person has no record with id 99" in missing.stderr
+
+
+def test_delete_by_id_and_by_value_asks_before_deleting_several(emu: Emu) -> None:
+    seed_people(emu)
+    by_id = emu.run("delete", "Person", "2")
+    assert by_id.stdout == "deleted 1 records from Person\n"
+    refused = emu.run("delete", "Person", "age=36", input="n\n")
+    assert refused.exit_code == 1
+    assert "nothing deleted" in refused.stderr
+    assert emu.run("count", "Person").stdout == "2\n"
+    confirmed = emu.run("delete", "Person", "age=36", input="y\n")
+    assert confirmed.exit_code == 0, confirmed.stderr
+    assert "deleted 2 records" in confirmed.stdout
+    assert emu.run("count", "Person").stdout == "0\n"
+    mixed = emu.run("delete", "Person", "1", "age=3")
+    assert mixed.exit_code == 1
+    assert "not both" in mixed.stderr
+
+
+def test_delete_with_yes_does_not_ask(emu: Emu) -> None:
+    seed_people(emu)
+    result = emu.run("delete", "Person", "age=36", "--yes")
+    assert result.stdout == "deleted 2 records from Person\n"
+    assert emu.run("find", "Person", "--nl").stdout.count("\n") == 1
+
+
+def test_check_on_a_healthy_table_and_stats(emu: Emu) -> None:
+    seed_people(emu)
+    checked = emu.run("check")
+    assert checked.exit_code == 0, checked.stdout + checked.stderr
+    assert checked.stdout == "Person: 3 of 3 records checked, ok\n"
+    report = json.loads(emu.run("check", "Person", "--json").stdout)
+    assert report == [
+        {"table": "Person", "records": 3, "checked": 3, "ok": True, "problems": [], "repaired": []}
+    ]
+    stats = json.loads(emu.run("stats", "--json").stdout)
+    assert stats["channel_limit"] == 500
+    (person,) = stats["tables"]
+    assert person["records"] == 3
+    assert set(person["indexes"]) == {"name", "age", "city", "tags"}
+    assert sum(person["probe_histogram"].values()) == 12  # 3 records x 4 fields
+    plain = emu.run("stats", "Person")
+    assert "Person: 3 records, 4 lanes" in plain.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("tables",), {"DISCOBASE_TOKEN": "wrong"}, "Discord rejected the bot token"),
+        (("tables",), {"DISCOBASE_GUILD": "no such server"}, "the bot is not in a server named"),
+        (("find", "Nope"), {}, "has no table 'Nope'"),
+        (("find", "Person", "nope=1"), {}, "Person has no field 'nope'"),
+        (("find", "Person", "age=old"), {}, "'old' is not a valid value for field 'age'"),
+        (("find", "Person", "age"), {}, "'age' is not FIELD=VALUE"),
+        (("insert", "Person", "{bad json"), {}, "the input is not valid JSON"),
+        (("insert", "Person", '{"nmae": "x"}'), {}, "Person has no field 'nmae'"),
+        (("insert", "Person", '{"age": "x"}'), {}, "invalid Person record: name: Field required"),
+        (("tables",), {"DISCOBASE_API_URL": "http://127.0.0.1:9"}, "nothing answers at"),
+        (("tables",), {"DISCOBASE_TOKEN": ""}, "no bot token given"),
+        (("tables",), {"DISCOBASE_GUILD": ""}, "no server given"),
+    ],
+)
+def test_user_errors_print_one_line_and_exit_1(
+    emu: Emu, args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    seed_people(emu)
+    result = emu.run(*args, **env)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert TOKEN not in result.stderr + result.stdout
+    assert "(" in result.stderr  # and what to do about it
+
+
+def test_debug_shows_the_traceback(emu: Emu) -> None:
+    seed_people(emu)
+    result = emu.run("--debug", "find", "Nope")
+    assert result.exit_code == 1
+    assert isinstance(result.exception, discobase.DatabaseTableError)
+
+
+def test_an_unknown_server_error_gives_the_invite_url(emu: Emu) -> None:
+    result = emu.run("tables", DISCOBASE_GUILD="elsewhere")
+    assert "oauth2/authorize" in result.stderr
+    assert GUILD not in result.stderr
