@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+import pydantic
 import pytest
 from cli_support import GUILD, TOKEN, Emu
 
@@ -16,7 +17,7 @@ class Person(discobase.Table):
     name: str
     age: int = 0
     city: str | None = None
-    tags: list[str] = []
+    tags: list[str] = pydantic.Field(default_factory=list)
 
 
 def seed_people(emu: Emu) -> None:
