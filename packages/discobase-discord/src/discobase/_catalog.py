@@ -23,7 +23,10 @@ import contextlib
 import datetime as _dt
 import decimal
 import enum
+import functools
 import json
+import operator
+import re
 import typing
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -244,9 +247,11 @@ class _TypeBuilder:
         if sorted(map(str, kinds)) == ["number", "string"] and "Decimal" in self.type_repr:
             return decimal.Decimal
         members = tuple(self.build(o) for o in options)
+        if " | " in self.type_repr:  # spelled X | Y: the same spelling, the same type_repr
+            return functools.reduce(operator.or_, members)
         if len(members) == 2 and type(None) in members:
             other = next(m for m in members if m is not type(None))
-            return Optional[other]  # noqa: UP045 - the spelling type_repr shows by default
+            return Optional[other]  # noqa: UP045 - spelled Optional[X] in the stored type
         return typing.Union[members]  # noqa: UP007 - built at run time
 
     def _array(self, schema: Mapping[str, Any]) -> Any:
@@ -264,15 +269,20 @@ class _TypeBuilder:
             return tuple[item, ...]  # type: ignore[valid-type]
         return list[item]  # type: ignore[valid-type]
 
+    def _module(self, name: str) -> str:
+        """The module the original class came from, as the stored type names it."""
+        found = re.search(rf"([\w.]+)\.{re.escape(name)}\b", self.type_repr)
+        return found.group(1) if found else __name__
+
     def _enum(self, name: str, values: list[Any]) -> Any:
         members = {
             str(value) if str(value).isidentifier() else f"v{n}": value
             for n, value in enumerate(values)
         }
         if all(isinstance(v, str) for v in values):
-            return enum.Enum(name, members, type=str)
+            return enum.Enum(name, members, type=str, module=self._module(name))
         if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-            return enum.Enum(name, members, type=int)
+            return enum.Enum(name, members, type=int, module=self._module(name))
         return Literal[tuple(values)]
 
     def _model(self, name: str, schema: Mapping[str, Any]) -> Any:
@@ -286,7 +296,7 @@ class _TypeBuilder:
                 fields[prop] = (annotation, _valid_default(annotation, sub["default"]))
             else:
                 fields[prop] = (annotation, None)
-        return pydantic.create_model(name, **fields)
+        return pydantic.create_model(name, __module__=self._module(name), **fields)
 
 
 _STRING_FORMATS: dict[str, Any] = {
