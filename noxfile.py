@@ -1,6 +1,6 @@
 """Developer tasks. `nox` runs lint, typecheck and tests; `nox -s bench` runs the benchmarks;
 `nox -s build` builds every package into dist/, `nox -s install_check` proves each installs
-alone from there; `nox -s docs` builds the documentation site.
+alone from there; `nox -s docs` builds the documentation site (strict).
 
 Every package is tested in its own environment holding only its declared dependencies plus
 its `test` dependency group, so a missing dependency fails here and not on a user's machine.
@@ -90,6 +90,21 @@ def bench(session: nox.Session) -> None:
         "--json",
         "workload-report.json",
         "--check-bars",
+    )
+
+
+@nox.session(default=False)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs-material, mkdocstrings) into site/, strictly:
+    any warning (a broken link, an unknown reference) fails the build."""
+    sync(session, "--all-packages", "--group", "docs")
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        str(ROOT / "site"),
+        env={"NO_MKDOCS_2_WARNING": "1"},
     )
 
 
