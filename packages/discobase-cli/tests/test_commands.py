@@ -197,3 +197,11 @@ def test_an_unknown_server_error_gives_the_invite_url(emu: Emu) -> None:
     result = emu.run("tables", DISCOBASE_GUILD="elsewhere")
     assert "oauth2/authorize" in result.stderr
     assert GUILD not in result.stderr
+
+
+def test_help_never_shows_the_token(emu: Emu) -> None:
+    for command in ("find", "tables", "import"):
+        result = emu.run(command, "--help")
+        assert result.exit_code == 0
+        assert "DISCOBASE_TOKEN" in result.stdout
+        assert TOKEN not in result.stdout
