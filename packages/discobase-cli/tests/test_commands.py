@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+from typing import Any
 
+import aiohttp
 import pydantic
 import pytest
 from cli_support import GUILD, TOKEN, Emu
@@ -147,12 +150,16 @@ def test_check_on_a_healthy_table_and_stats(emu: Emu) -> None:
     ]
     stats = json.loads(emu.run("stats", "--json").stdout)
     assert stats["channel_limit"] == 500
+    assert stats["channels"] == 3  # #general, the discobase category, #person
+    assert stats["active_threads"] == 3  # Person's lanes 1 to 3
     (person,) = stats["tables"]
     assert person["records"] == 3
+    assert person["messages"] >= 4  # 3 commits and a checkpoint
+    assert person["live_bytes"] > 0
     assert set(person["indexes"]) == {"name", "age", "city", "tags"}
     assert sum(person["probe_histogram"].values()) == 12  # 3 records x 4 fields
     plain = emu.run("stats", "Person")
-    assert "Person: 3 records, 4 lanes" in plain.stdout
+    assert f"Person: 3 records, {person['live_bytes']} live bytes" in plain.stdout
 
 
 @pytest.mark.parametrize(
@@ -205,3 +212,43 @@ def test_help_never_shows_the_token(emu: Emu) -> None:
         assert result.exit_code == 0
         assert "DISCOBASE_TOKEN" in result.stdout
         assert TOKEN not in result.stdout
+
+
+async def delete_lane_messages(url: str, table_channel: str) -> int:
+    """Delete, as the bot, every message in the lane threads of a table (someone with the
+    bot's token damaging the data): the records committed there become unreadable."""
+    api = f"{url}/api/v10"
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bot {TOKEN}"}) as http:
+
+        async def get(path: str) -> Any:
+            async with http.get(api + path) as resp:
+                assert resp.status == 200, await resp.text()
+                return await resp.json()
+
+        (guild,) = await get("/users/@me/guilds")
+        threads = (await get(f"/guilds/{guild['id']}/threads/active"))["threads"]
+        deleted = 0
+        for thread in threads:
+            if not thread["name"].startswith(f"{table_channel}-lane-"):
+                continue
+            for message in await get(f"/channels/{thread['id']}/messages?limit=100"):
+                path = f"/channels/{thread['id']}/messages/{message['id']}"
+                async with http.delete(api + path) as resp:
+                    assert resp.status == 204, await resp.text()
+                deleted += 1
+        return deleted
+
+
+def test_check_reports_unreadable_records_by_id_and_exits_1(emu: Emu) -> None:
+    seed_people(emu)  # three saves, one at a time: commits in lanes 0, 1 and 2
+    assert asyncio.run(delete_lane_messages(emu.url, "person")) == 2
+    result = emu.run("check", "Person")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == "Person: 1 of 3 records checked, 2 problems"
+    assert lines[1].startswith("  Person record 2: unreadable: ")
+    assert lines[2].startswith("  Person record 3: unreadable: ")
+    assert "gone (deleted by someone?)" in lines[1]
+    report = json.loads(emu.run("check", "--json").stdout)
+    assert [p["id"] for p in report[0]["problems"]] == [2, 3]
+    assert emu.run("find", "Person", "name=ada", "--nl").stdout.count("\n") == 1

@@ -283,7 +283,11 @@ async def test_iter_records_reads_in_chunks_oldest_first(make_db: MakeDb) -> Non
             await Row(n=n).save()
         seen = [r.n async for r in catalog.iter_records(Row, chunk=3)]  # type: ignore[attr-defined]
         assert seen == list(range(7))
-        stats = catalog.table_stats(Row)
+        stats = await catalog.table_stats(Row)
         assert stats.records == 7
+        assert stats.live_bytes == sum(len(r.model_dump_json()) for r in await Row.find())
+        assert stats.messages >= 8  # 7 commits and at least one checkpoint
+        assert stats.stored_bytes > stats.live_bytes
+        assert stats.lanes == 4
         assert sum(stats.probe_histogram.values()) == 7
         assert stats.fields["n"]["load_factor"] > 0

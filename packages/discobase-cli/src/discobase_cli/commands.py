@@ -49,6 +49,7 @@ WhereArg = Annotated[
     typer.Argument(help="FIELD=VALUE conditions, all of which must hold.", show_default=False),
 ]
 _DISCORD_CHANNELS = 500
+_DISCORD_THREADS = 1000  # active threads per server
 
 
 def conn_of(
@@ -335,18 +336,19 @@ def stats(
     local: LocalOption = False,
     data: DataOption = LOCAL_DATA,
 ) -> None:
-    """Records, lanes, channels used of Discord's 500, and each index's load factor,
-    tombstones and probe lengths, with a histogram of lookup probe lengths."""
+    """Records, live and stored bytes, messages, channels and threads used of Discord's
+    limits, and each index's load factor, tombstones and probe runs, with a histogram of
+    lookup probe lengths. Reads every record and message: it costs about an export."""
 
-    async def action(db: discobase.Database) -> tuple[int, list[catalog.TableStats]]:
+    async def action(db: discobase.Database) -> tuple[int, int, list[catalog.TableStats]]:
         names = [table] if table else [t.name for t in await discobase.stored_tables(db)]
         found = []
         for name in names:
-            found.append(catalog.table_stats(await discobase.open_table(db, name)))
+            found.append(await catalog.table_stats(await discobase.open_table(db, name)))
         assert db.guild is not None
-        return len(db.guild.channels), found
+        return len(db.guild.channels), len(db.guild.threads), found
 
-    channels, found = with_database(
+    channels, threads, found = with_database(
         conn_of(token, guild, api_url, local, data), action, read_only=True
     )
     if as_json:
@@ -354,12 +356,16 @@ def stats(
             {
                 "channels": channels,
                 "channel_limit": _DISCORD_CHANNELS,
+                "active_threads": threads,
+                "active_thread_limit": _DISCORD_THREADS,
                 "tables": [
                     {
                         "table": s.table,
                         "records": s.records,
+                        "live_bytes": s.live_bytes,
+                        "messages": s.messages,
+                        "stored_bytes": s.stored_bytes,
                         "lanes": s.lanes,
-                        "checkpoint_messages": s.checkpoint_refs,
                         "indexes": s.fields,
                         "probe_histogram": s.probe_histogram,
                     }
@@ -368,9 +374,16 @@ def stats(
             }
         )
         return
-    typer.echo(f"server channels: {channels} of Discord's {_DISCORD_CHANNELS}")
+    typer.echo(
+        f"server: {channels} of Discord's {_DISCORD_CHANNELS} channels, "
+        f"{threads} of {_DISCORD_THREADS} active threads"
+    )
     console = Console()
     for s in found:
+        typer.echo(
+            f"{s.table}: {s.records} records, {s.live_bytes} live bytes, {s.messages} messages "
+            f"holding {s.stored_bytes} bytes, {s.lanes} lanes"
+        )
         print_rows(
             ["field", "capacity", "load factor", "tombstones", "mean probes", "longest run"],
             [
@@ -384,13 +397,12 @@ def stats(
                 ]
                 for name, f in s.fields.items()
             ],
-            title=f"{s.table}: {s.records} records, {s.lanes} lanes",
+            title=f"{s.table} indexes",
         )
         if stdout_is_terminal():
             console.print("lookup probe lengths:")
             _histogram(s.probe_histogram, console)
         else:
-            typer.echo(f"{s.table}: {s.records} records, {s.lanes} lanes")
             for probes, pairs in s.probe_histogram.items():
                 typer.echo(f"probes\t{probes}\t{pairs}")
 

@@ -554,12 +554,13 @@ def contains_id(cls: type[Table], rid: int) -> bool:
     return rid in cls._store().state
 
 
-async def _read(cls: type[Table], rids: Sequence[int]) -> list[Table]:
+async def _payloads(cls: type[Table], rids: Sequence[int]) -> list[tuple[int, bytes, str]]:
+    """(id, encoded record, where it is stored) of the live records among `rids`."""
     store = cls._store()
     located = [(rid, store.state.location(rid)) for rid in rids]
     wanted = {(loc.lane, loc.message_id) for _, loc in located if loc is not None}
     blocks = await store._load_blocks(wanted)
-    records: list[Table] = []
+    found: list[tuple[int, bytes, str]] = []
     for rid, loc in located:
         if loc is None:
             continue  # deleted meanwhile
@@ -571,7 +572,15 @@ async def _read(cls: type[Table], rids: Sequence[int]) -> list[Table]:
                 where=where,
                 reason="bad location",
             )
-        record = store.codec.decode(payload, where=where)
+        found.append((rid, payload, where))
+    return found
+
+
+async def _read(cls: type[Table], rids: Sequence[int]) -> list[Table]:
+    codec = cls._store().codec
+    records: list[Table] = []
+    for rid, payload, where in await _payloads(cls, rids):
+        record = codec.decode(payload, where=where)
         record._disco_id = rid
         records.append(record)
     return records
@@ -638,18 +647,21 @@ async def verify_table(cls: type[Table], *, repair: bool = False) -> TableCheck:
 
 @dataclass(frozen=True, slots=True)
 class TableStats:
-    """Sizes and index shape of one open table."""
+    """Sizes, Discord usage and index shape of one open table."""
 
     table: str
     records: int
-    lanes: int
-    checkpoint_refs: int
+    live_bytes: int  # the encoded live records
+    messages: int  # discobase messages in the table's channel and lane threads
+    stored_bytes: int  # what those messages hold (content and attachments)
+    lanes: int  # the table channel and its lane threads
     fields: dict[str, dict[str, float]]
     probe_histogram: dict[int, int]
 
 
-def table_stats(cls: type[Table]) -> TableStats:
-    """Index statistics of an open table (no Discord requests)."""
+async def table_stats(cls: type[Table]) -> TableStats:
+    """Statistics of an open table: it reads every record and the history of every lane
+    (one request per 100 messages), so it costs about what an export does."""
     store = cls._store()
     state = store.state
     fields: dict[str, dict[str, float]] = {}
@@ -666,11 +678,24 @@ def table_stats(cls: type[Table]) -> TableStats:
         for key, _ in index.keys_values():
             n = index.probe_count(key)
             histogram[n] = histogram.get(n, 0) + 1
+    messages = stored = 0
+    for channel_io in store.ios:
+        async for message in channel_io.history():
+            if channel_io.is_ours(message):
+                messages += 1
+                stored += len(message.content.encode("utf-8"))
+                stored += sum(a.size for a in message.attachments)
+    live = 0
+    rids = state.rids()
+    for start in range(0, len(rids), 256):
+        live += sum(len(p) for _, p, _ in await _payloads(cls, rids[start : start + 256]))
     return TableStats(
         table=store.name,
         records=len(state),
-        lanes=1 + len(state.lanes),
-        checkpoint_refs=len(set(state.refs.values())),
+        live_bytes=live,
+        messages=messages,
+        stored_bytes=stored,
+        lanes=len(store.ios),
         fields=fields,
         probe_histogram=dict(sorted(histogram.items())),
     )
