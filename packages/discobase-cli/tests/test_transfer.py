@@ -218,3 +218,17 @@ def test_an_import_killed_mid_way_and_run_again_inserts_no_row_twice(
     assert result.stdout.startswith("imported ")
     assert_each_row_once(emu, "ItemCopy", rows)
     assert not marker.exists()
+
+
+def test_on_a_terminal_export_and_import_show_a_progress_bar(emu: Emu, tmp_path: Path) -> None:
+    seed_items(emu, 300)
+    exported = tmp_path / "items.jsonl"
+    shown = emu.run("export", "Item", "-o", str(exported), TTY_COMPATIBLE="1", COLUMNS="120")
+    assert shown.exit_code == 0, shown.stderr
+    assert "exporting Item" in shown.stderr
+    assert "300/300" in shown.stderr
+    assert "ETA" in shown.stderr
+    imported = emu.run("import", "ItemCopy", str(exported), TTY_COMPATIBLE="1", COLUMNS="120")
+    assert "importing into ItemCopy" in imported.stderr
+    assert "300/300" in imported.stderr
+    assert imported.stdout == "imported 300 records into ItemCopy\n"
