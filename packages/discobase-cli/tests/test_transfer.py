@@ -127,9 +127,20 @@ def assert_each_row_once(emu: Emu, table: str, rows: int) -> None:
     assert sorted(found) == list(range(rows))  # every row, none twice
 
 
-def test_a_resumed_import_settles_the_batch_in_flight(emu: Emu, tmp_path: Path) -> None:
-    """The marker of an import cut short while its batch of rows 100-199 (ids 101-200) was
-    being written, when rows 100-149 had reached Discord and rows 150-199 had not."""
+@pytest.mark.parametrize(
+    ("in_flight", "said"),
+    [
+        # cut short while writing rows 100-199 (ids 101-200): rows 100-149 had reached
+        # Discord, rows 150-199 had not
+        (range(100, 200), "imported 150 records into ItemCopy (50 rows were already stored)"),
+        # cut short again while writing those rows 150-199 once more (the earlier resume had
+        # found rows 100-149 stored): the batch in flight is rows 150-199 alone
+        (range(150, 200), "imported 150 records into ItemCopy"),
+    ],
+)
+def test_a_resumed_import_settles_the_batch_in_flight(
+    emu: Emu, tmp_path: Path, in_flight: range, said: str
+) -> None:
     source = tmp_path / "rows.jsonl"
     write_source(source, 300)
 
@@ -148,13 +159,13 @@ def test_a_resumed_import_settles_the_batch_in_flight(emu: Emu, tmp_path: Path) 
         "table": "ItemCopy",
         "format": "jsonl",
         "done": 100,
-        "inflight_start": 100,
-        "inflight_ids": list(range(101, 201)),
+        "inflight": [[row, row + 1] for row in in_flight],
+        "inflight_end": 200,
     }
     marker_path(source, "ItemCopy").write_text(json.dumps(marker))
     result = emu.run("import", "ItemCopy", str(source), "--batch", "64")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == "imported 150 records into ItemCopy (50 rows were already stored)\n"
+    assert result.stdout == said + "\n"
     assert_each_row_once(emu, "ItemCopy", 300)
     assert not marker_path(source, "ItemCopy").exists()
 
@@ -200,7 +211,7 @@ def test_an_import_killed_mid_way_and_run_again_inserts_no_row_twice(
         deadline = time.monotonic() + 120  # a guard against hanging, not a measurement
         while True:
             state = json.loads(marker.read_text()) if marker.exists() else {}
-            if state.get("done", 0) >= 300 and state.get("inflight_ids"):
+            if state.get("done", 0) >= 300 and state.get("inflight"):
                 time.sleep(0.05)  # kill while a batch is on its way (or just arrived)
                 break
             assert process.poll() is None, "the import ended before it could be killed"

@@ -8,13 +8,14 @@ inserts no row twice, through a resume marker beside the input file
 (`FILE.TABLE.discobase-import`, JSON, written atomically: temporary file, fsync, rename):
 
 1. Before a batch, the import calls `save()` on each of its records, which hands every
-   record its id at once without sending anything, and writes the marker: rows done so far,
-   and the in-flight batch (its first row and the ids its records got). Nothing reaches
-   Discord before the marker is durable: the writes go out only when the import next awaits.
+   record its id at once without sending anything, and writes the marker: the rows settled
+   so far, and the batch in flight as (row, id) pairs. Nothing reaches Discord before the
+   marker is durable: the writes go out only when the import next awaits.
 2. Once the batch is durable on Discord, the marker moves past it.
-3. A re-run with a marker first settles the in-flight batch: a row whose id holds a record
-   equal to that row is stored; every other row of the batch is inserted again. Then it goes
-   on after the batch. When the import finishes, the marker is removed.
+3. A re-run with a marker first settles the batch in flight: a row whose id holds a record
+   equal to that row is stored; the other rows of the batch are written again (as a batch in
+   flight of their own, so a second interruption is settled the same way). Then it goes on
+   after the batch. When the import finishes, the marker is removed.
 
 A marker for a file that changed since (size or modification time) is refused: `--restart`
 starts over. Standard input (`-`) is spooled to a temporary file and cannot resume.
@@ -168,9 +169,9 @@ class Marker:
     mtime_ns: int
     table: str
     format: str
-    done: int = 0  # rows stored for sure
-    inflight_start: int | None = None
-    inflight_ids: list[int] | None = None
+    done: int = 0  # every row before this one is stored, but those of the batch in flight
+    inflight: list[tuple[int, int]] | None = None  # (row, id) of each record in flight
+    inflight_end: int | None = None  # the row after the batch in flight
 
 
 def marker_path(file: Path, table: str) -> Path:
@@ -267,67 +268,61 @@ async def _import(
     progress = _progress(total, f"importing into {table}")
     inserted = skipped = 0
 
-    async def send(start: int, records: list[discobase.Table]) -> None:
+    async def send(batch_rows: list[tuple[int, discobase.Table]], end: int) -> None:
+        """Write these (row, record) pairs, the batch that ends before row `end`."""
         nonlocal inserted
-        tasks = [r.save() for r in records]  # ids are handed out now; nothing is sent yet
+        tasks = [r.save() for _, r in batch_rows]  # ids are handed out now; nothing is sent
         if marker_file is not None:
-            marker.inflight_start = start
-            marker.inflight_ids = [r.disco_id for r in records if r.disco_id is not None]
-            _write_marker(marker_file, marker)
+            marker.inflight = [(row, r.disco_id) for row, r in batch_rows if r.disco_id]
+            marker.inflight_end = end
+            _write_marker(marker_file, marker)  # durable before anything reaches Discord
         await asyncio.gather(*tasks)
-        inserted += len(records)
-
-    def settle(end: int) -> None:
+        inserted += len(batch_rows)
         marker.done = end
-        marker.inflight_start = marker.inflight_ids = None
+        marker.inflight = marker.inflight_end = None
         if marker_file is not None:
             _write_marker(marker_file, marker)
+        if progress is not None:
+            progress.advance(progress.task_ids[0], len(batch_rows))
 
     if progress is not None:
         progress.start()
         progress.advance(progress.task_ids[0], marker.done)
     try:
         rows = enumerate(_rows(path, fmt))
-        if marker.inflight_start is not None and marker.inflight_ids is not None:
-            start, ids = marker.inflight_start, marker.inflight_ids
-            stored = await catalog.read_records(cls, ids)
-            redo: list[discobase.Table] = []
+        if marker.inflight is not None and marker.inflight_end is not None:
+            # Settle the batch an interruption left in flight: each of its rows is stored
+            # if its id holds that very row; the others are written again.
+            end, before = marker.inflight_end, marker.done
+            ids = dict(marker.inflight)
+            stored = await catalog.read_records(cls, list(ids.values()))
+            redo: list[tuple[int, discobase.Table]] = []
             for index, (_, row) in rows:
-                if index < start:
-                    continue
-                record = _record(cls, fmt, row)
-                rid = ids[index - start]
-                there = stored.get(rid)
-                if there is not None and there.model_dump() == record.model_dump():
-                    skipped += 1
-                else:
-                    redo.append(record)
-                if index == start + len(ids) - 1:
+                if index in ids:
+                    record = _record(cls, fmt, row)
+                    there = stored.get(ids[index])
+                    if there is not None and there.model_dump() == record.model_dump():
+                        skipped += 1
+                    else:
+                        redo.append((index, record))
+                if index == end - 1:
                     break
             if redo:
-                await send(start, redo)
-            settle(start + len(ids))
-            if progress is not None:
-                progress.advance(progress.task_ids[0], len(ids))
-        pending: list[discobase.Table] = []
-        first = marker.done
+                await send(redo, end)
+            else:
+                marker.done, marker.inflight, marker.inflight_end = end, None, None
+            if progress is not None:  # send() counted the rows written again
+                progress.advance(progress.task_ids[0], end - before - len(redo))
+        pending: list[tuple[int, discobase.Table]] = []
         for index, (_, row) in rows:
             if index < marker.done:
                 continue
-            if not pending:
-                first = index
-            pending.append(_record(cls, fmt, row))
+            pending.append((index, _record(cls, fmt, row)))
             if len(pending) >= batch:
-                await send(first, pending)
-                settle(first + len(pending))
-                if progress is not None:
-                    progress.advance(progress.task_ids[0], len(pending))
+                await send(pending, index + 1)
                 pending = []
         if pending:
-            await send(first, pending)
-            settle(first + len(pending))
-            if progress is not None:
-                progress.advance(progress.task_ids[0], len(pending))
+            await send(pending, pending[-1][0] + 1)
     finally:
         if progress is not None:
             progress.stop()
