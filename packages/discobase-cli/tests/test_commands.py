@@ -252,3 +252,23 @@ def test_check_reports_unreadable_records_by_id_and_exits_1(emu: Emu) -> None:
     report = json.loads(emu.run("check", "--json").stdout)
     assert [p["id"] for p in report[0]["problems"]] == [2, 3]
     assert emu.run("find", "Person", "name=ada", "--nl").stdout.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ("[1, 2]", "the update must be a JSON object"),
+        ("{oops", "the update is not valid JSON"),
+        ('{"age": "old"}', "invalid Person record: age:"),
+        ('{"nope": 1}', "Person has no field 'nope'"),
+    ],
+)
+def test_update_refuses_what_is_not_an_object_of_valid_fields(
+    emu: Emu, document: str, message: str
+) -> None:
+    seed_people(emu)
+    result = emu.run("update", "Person", "1", document)
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert json.loads(emu.run("find", "Person", "name=ada", "--json").stdout)[0]["age"] == 36

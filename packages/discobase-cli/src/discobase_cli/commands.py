@@ -263,7 +263,12 @@ def update(
     data: DataOption = LOCAL_DATA,
 ) -> None:
     """Set the given fields of one record."""
-    (changes,) = _json_documents(document, False) or [None]
+    try:
+        changes = json.loads(document)
+    except ValueError as exc:
+        raise CliError(
+            f"the update is not valid JSON: {exc}", hint='write {"field": value, ...}'
+        ) from None
     if not isinstance(changes, dict):
         raise CliError("the update must be a JSON object", hint='write {"field": value, ...}')
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from importlib.metadata import version as dist_version
@@ -14,7 +15,7 @@ import discobase
 from discobase_cli import commands, transfer
 from discobase_cli.connect import LOCAL_DATA, LOCAL_GUILD, LOCAL_TOKEN, CliError
 from discobase_cli.output import fail
-from discobase_cli.running import guarded, set_debug
+from discobase_cli.running import guarded, is_debug, set_debug
 
 app = typer.Typer(
     help="discobase: use a Discord server as a database.",
@@ -33,9 +34,7 @@ def _guard(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except (CliError, discobase.DiscobaseError) as exc:
-            from discobase_cli import running
-
-            if running._debug:
+            if is_debug():
                 raise
             raise fail(exc.message, exc.hint) from None
 
@@ -143,8 +142,6 @@ def emulator(
         + f"\nFrom the command line: discobase tables --api-url {url} --token TOKEN "
         f"--guild {guilds[0]!r}" + "\nStop it with Ctrl-C.",
     )
-    import asyncio
-
     try:
         asyncio.run(serve(build_parser().parse_args(argv)))
     except KeyboardInterrupt:

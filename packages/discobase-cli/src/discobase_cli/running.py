@@ -14,7 +14,7 @@ import discobase
 from discobase_cli.connect import CliError, Connection, open_database
 from discobase_cli.output import fail
 
-__all__ = ["guarded", "set_debug", "with_database"]
+__all__ = ["exit_code", "guarded", "is_debug", "set_debug", "with_database"]
 
 T = TypeVar("T")
 
@@ -26,6 +26,10 @@ def set_debug(value: bool) -> None:
     _debug = value
     if value:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def is_debug() -> bool:
+    return _debug
 
 
 def guarded(coro: Coroutine[Any, Any, T]) -> T:
