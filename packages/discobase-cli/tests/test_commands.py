@@ -122,6 +122,9 @@ def test_delete_by_id_and_by_value_asks_before_deleting_several(emu: Emu) -> Non
     refused = emu.run("delete", "Person", "age=36", input="n\n")
     assert refused.exit_code == 1
     assert "nothing deleted" in refused.stderr
+    unanswered = emu.run("delete", "Person", "age=36", input="")
+    assert unanswered.exit_code == 1
+    assert "nothing deleted (pass --yes to delete without asking)" in unanswered.stderr
     assert emu.run("count", "Person").stdout == "2\n"
     confirmed = emu.run("delete", "Person", "age=36", input="y\n")
     assert confirmed.exit_code == 0, confirmed.stderr

@@ -311,9 +311,12 @@ def delete(
         if not records:
             return 0
         if len(records) > 1 and not yes:
-            asked = await asyncio.to_thread(
-                typer.confirm, f"delete {len(records)} records of {table}?"
-            )
+            try:
+                asked = await asyncio.to_thread(
+                    typer.confirm, f"delete {len(records)} records of {table}?"
+                )
+            except typer.Abort:  # no answer (standard input closed)
+                asked = False
             if not asked:
                 raise CliError("nothing deleted", hint="pass --yes to delete without asking")
         await asyncio.gather(*(r.delete() for r in records))
