@@ -6,7 +6,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from cli_support import cli_command
+from cli_support import GUILD, TOKEN, Emu, cli_command
 from typer.testing import CliRunner
 
 from discobase_cli.main import app
@@ -81,3 +81,22 @@ def test_emulator_runs_in_the_foreground_and_keeps_its_data(tmp_path: Path) -> N
             process.wait(30)
         process.stdout.close()
     assert (tmp_path / "discord.sqlite3").exists()
+
+
+def test_demo_with_a_token_runs_on_the_server_given(emu: Emu) -> None:
+    """--token/--guild is the path to real Discord; DISCOBASE_API_URL stands it in here."""
+    args = ["demo", "--records", "8", "--token", TOKEN, "--guild", GUILD]
+    runner = CliRunner(env={**WIDE, "DISCOBASE_API_URL": emu.url})
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert f"running on Discord, in server {GUILD!r}" in first.stdout
+    assert "reopened: 6 bookmarks from 1 runs" in first.stdout
+    assert "emulator" not in first.stdout
+    second = runner.invoke(app, args)
+    assert "reopened: 12 bookmarks from 2 runs" in second.stdout
+    reset = runner.invoke(app, [*args, "--reset"])  # on Discord: deletes the demo's records
+    assert "no earlier runs: this is run 1" in reset.stdout
+    assert "reopened: 6 bookmarks from 1 runs" in reset.stdout
+    alone = runner.invoke(app, ["demo", "--token", TOKEN])
+    assert alone.exit_code == 1
+    assert "--token needs --guild" in alone.stderr
