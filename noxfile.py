@@ -1,10 +1,16 @@
-"""Developer tasks. `nox` runs lint, typecheck and tests; `nox -s bench` runs the benchmarks.
+"""Developer tasks. `nox` runs lint, typecheck and tests; `nox -s bench` runs the benchmarks;
+`nox -s build` builds every package into dist/, `nox -s install_check` proves each installs
+alone from there; `nox -s docs` builds the documentation site (strict).
 
 Every package is tested in its own environment holding only its declared dependencies plus
 its `test` dependency group, so a missing dependency fails here and not on a user's machine.
 """
 
 from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
 
 import nox
 
@@ -14,6 +20,19 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PACKAGES = ["discobase-core", "discobase-emulator", "discobase-discord", "discobase-cli"]
+# What each package must import once installed alone, and what it must not drag in.
+IMPORTS = {
+    "discobase-core": ("discobase_core", ["discord", "aiohttp", "discobase"]),
+    "discobase-emulator": ("discobase_emulator", ["discord", "discobase", "discobase_core"]),
+    "discobase-discord": ("discobase", ["discobase_emulator", "typer"]),
+    "discobase-cli": ("discobase_cli.main", []),
+}
+ROOT = Path(__file__).parent
+DIST = ROOT / "dist"
+# The README's install line from a clone: the library and the emulator, no index needed for ours.
+README_PATHS = [
+    f"./packages/{p}" for p in ("discobase-core", "discobase-discord", "discobase-emulator")
+]
 
 
 def sync(session: nox.Session, *args: str) -> None:
@@ -72,6 +91,83 @@ def bench(session: nox.Session) -> None:
         "workload-report.json",
         "--check-bars",
     )
+
+
+@nox.session(default=False)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs-material, mkdocstrings) into site/, strictly:
+    any warning (a broken link, an unknown reference) fails the build."""
+    sync(session, "--all-packages", "--group", "docs")
+    session.run(
+        "mkdocs",
+        "build",
+        "--strict",
+        "--site-dir",
+        str(ROOT / "site"),
+        env={"NO_MKDOCS_2_WARNING": "1"},
+    )
+
+
+def build_dist(session: nox.Session) -> None:
+    """A wheel and an sdist of every package in dist/ (emptied first)."""
+    shutil.rmtree(DIST, ignore_errors=True)
+    for package in PACKAGES:
+        session.run("uv", "build", "--package", package, "--out-dir", str(DIST), external=True)
+        stem = package.replace("-", "_")
+        if not list(DIST.glob(f"{stem}-*.whl")) or not list(DIST.glob(f"{stem}-*.tar.gz")):
+            session.error(f"uv build made no wheel and sdist of {package}")
+
+
+@nox.session(python=False, default=False)
+def build(session: nox.Session) -> None:
+    """Build a wheel and an sdist of every package into dist/."""
+    build_dist(session)
+
+
+@nox.session(python=False, default=False)
+def install_check(session: nox.Session) -> None:
+    """Build dist/, then install each package alone with pip into an empty virtualenv
+    (`pip install --find-links dist PACKAGE`, as the README says), check that pip finds its
+    declared dependencies complete, that it imports, and that it installed no sibling it does
+    not declare. Last, the README's `pip install ./packages/...` line from the source tree."""
+    build_dist(session)
+    tmp = Path(session.create_tmp())
+    for package in PACKAGES:
+        venv = tmp / f"venv-{package}"
+        shutil.rmtree(venv, ignore_errors=True)
+        session.run(sys.executable, "-m", "venv", str(venv), external=True)
+        python = str(venv / "bin" / "python")
+        session.run(
+            python,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--find-links",
+            str(DIST),
+            package,
+            external=True,
+        )
+        session.run(python, "-m", "pip", "check", external=True)
+        module, absent = IMPORTS[package]
+        built = next(DIST.glob(f"{package.replace('-', '_')}-*.whl")).name.split("-")[1]
+        probe = (
+            "import importlib, importlib.metadata, importlib.util, sys\n"
+            f"importlib.import_module({module!r})\n"
+            f"got = importlib.metadata.version({package!r})\n"
+            f"assert got == {built!r}, f'installed {{got}}, not dist/ version {built}'\n"
+            f"extra = [m for m in {absent!r} if importlib.util.find_spec(m)]\n"
+            "sys.exit(f'installed but not declared: {extra}' if extra else 0)\n"
+        )
+        session.run(python, "-c", probe, external=True)
+    session.run(str(tmp / "venv-discobase-cli" / "bin" / "discobase"), "version", external=True)
+    venv = tmp / "venv-readme"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run(sys.executable, "-m", "venv", str(venv), external=True)
+    python = str(venv / "bin" / "python")
+    session.run(python, "-m", "pip", "install", "--quiet", *README_PATHS, external=True)
+    session.run(python, "-m", "pip", "check", external=True)
+    session.run(python, "-c", "import discobase, discobase_emulator", external=True)
 
 
 if __name__ == "__main__":

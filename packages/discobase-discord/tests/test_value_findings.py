@@ -97,7 +97,7 @@ async def test_deep_nesting_refused_at_save(make_db: MakeDb) -> None:
         deep = [deep]
     async with db.conn(TOKEN):
         with pytest.raises(InvalidRecordError, match="levels") as info:
-            Tree(node=deep).save()
+            await Tree(node=deep).save()
         assert info.value.details["field"] == "node"
         assert await Tree.count() == 0
 
@@ -123,7 +123,7 @@ async def test_decimal_exponent_bounded(make_db: MakeDb) -> None:
             await Product.find(price="1e999999999")
         assert time.perf_counter() - started < 1.0
         with pytest.raises(discobase.DiscobaseError, match="exponent"):
-            Product(price=Decimal("1e999999999"), key="k", tags=[]).save()
+            await Product(price=Decimal("1e999999999"), key="k", tags=[]).save()
         assert await Product.count() == 1
 
 
@@ -136,7 +136,7 @@ async def test_lone_surrogate_query(make_db: MakeDb) -> None:
         with pytest.raises(ValueError, match="surrogate"):  # QueryError is a ValueError too
             await Product.find(key="\ud800")
         with pytest.raises(InvalidRecordError, match="surrogate"):
-            Product(price=Decimal(1), key="\udfff", tags=[]).save()
+            await Product(price=Decimal(1), key="\udfff", tags=[]).save()
 
 
 async def test_deep_query_refused(make_db: MakeDb) -> None:

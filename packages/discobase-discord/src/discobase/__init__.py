@@ -15,6 +15,14 @@ async def main():
         users = await User.find(name="Peter")
 """
 
+from discobase._catalog import (
+    StoredTable,
+    model_from_schema,
+    open_table,
+    parse_assignments,
+    parse_text,
+    stored_tables,
+)
 from discobase.database import REQUIRED_PERMISSIONS, Database
 from discobase.table import Table
 from discobase_core.errors import (
@@ -65,6 +73,12 @@ __all__ = [
     "RecordTooLargeError",
     "RecordUnreadableError",
     "SchemaChangeError",
+    "StoredTable",
     "Table",
     "UnsupportedTypeError",
+    "model_from_schema",
+    "open_table",
+    "parse_assignments",
+    "parse_text",
+    "stored_tables",
 ]

@@ -77,7 +77,7 @@ class Lease:
         self,
         io: ChannelIO,
         *,
-        report: Callable[[], Mapping[str, TableMark]],
+        report: Callable[[bool], Mapping[str, TableMark]],
         ttl: float = LEASE_TTL_MS / 1000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -86,7 +86,7 @@ class Lease:
         self.margin_ms = min(ACK_MARGIN_MS, self.ttl_ms // 6)
         self.io = io
         self.holder = _holder()
-        self.report = report  # the tables' current marks, for each beat
+        self.report = report  # the tables' marks for a beat (True: the final ones)
         self.clock = clock
         self.term: int | None = None
         self.view = LeaseView()  # as seen when the lease was acquired
@@ -206,7 +206,7 @@ class Lease:
         """Post a renewal (or the release) with every table's marks."""
         async with self._beat_lock:
             self.check()
-            marks = dict(self.report())
+            marks = dict(self.report(kind == "release"))
             record = LeaseRecord(
                 "release" if kind == "release" else "beat",
                 self.term or 0,

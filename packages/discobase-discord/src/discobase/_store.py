@@ -436,9 +436,15 @@ class TableStore(Generic[R]):
 
     # -- the lease -------------------------------------------------------------------------
 
-    def mark(self) -> TableMark:
+    def mark(self, final: bool = False) -> TableMark:
         """What this table reports in the next lease beat, reserving ids and commit
-        numbers ahead (the writer never uses any beyond a landed beat's reservation)."""
+        numbers ahead (the writer never uses any beyond a landed beat's reservation). The
+        final report, at release, gives back what was reserved and not used, so the next
+        writer goes on where this one stopped."""
+        if final:
+            return TableMark(
+                self.state.next_rid, self.state.next_commit, self.commits_from, self.acked
+            )
         if self.state.next_rid + RID_BLOCK // 2 > self.rids_to:
             self.rids_to = self.state.next_rid + RID_BLOCK
         if self.state.next_commit + COMMIT_BLOCK // 2 > self.commits_to:
@@ -796,6 +802,35 @@ class TableStore(Generic[R]):
             reason=why,
         )
 
+    async def payloads(self, rids: Sequence[int]) -> list[tuple[int, bytes, str]]:
+        """(id, encoded record, where it is stored) of the live records among `rids`, in
+        their order; RecordUnreadableError names the records that are damaged or gone."""
+        located = [(rid, loc) for rid in rids if (loc := self.state.location(rid)) is not None]
+        blocks, failed = await self._load_blocks({(loc.lane, loc.message_id) for _, loc in located})
+        if failed:
+            mid, why = min(failed.items())
+            hit = [rid for rid, loc in located if loc.message_id in failed]
+            raise self._unreadable(hit, f"message {mid}", why)
+        found: list[tuple[int, bytes, str]] = []
+        for rid, loc in located:
+            channel_io = self.ios[loc.lane]
+            where = channel_io.where(loc.message_id) if channel_io else f"lane {loc.lane}"
+            payloads = blocks[loc.message_id]
+            payload = payloads[loc.entry] if loc.entry < len(payloads) else None
+            if payload is None:
+                raise self._unreadable([rid], where, "its location holds no record")
+            found.append((rid, payload, where))
+        return found
+
+    def decode(self, rid: int, payload: bytes, where: str) -> R:
+        """The record `rid` from its stored bytes (damage named as RecordUnreadableError)."""
+        try:
+            record = self.codec.decode(payload, where=where)
+        except DatabaseCorruptionError as exc:
+            raise self._unreadable([rid], where, exc.message) from None
+        record._disco_id = rid
+        return record
+
     async def find(self, query: Mapping[str, Any], *, limit: int | None = None) -> list[R]:
         """Records matching every (field, value) of `query`, oldest first."""
         values = {name: self.hasher.validate(name, value) for name, value in query.items()}
@@ -805,32 +840,13 @@ class TableStore(Generic[R]):
         found: list[R] = []
         step = 512
         for start in range(0, len(rids), step):
-            chunk = [(rid, self.state.location(rid)) for rid in rids[start : start + step]]
-            located = [(rid, loc) for rid, loc in chunk if loc is not None]
-            blocks, failed = await self._load_blocks(
-                {(loc.lane, loc.message_id) for _, loc in located}
-            )
-            if failed:
-                mid, why = min(failed.items())
-                hit = [rid for rid, loc in located if loc.message_id in failed]
-                raise self._unreadable(hit, f"message {mid}", why)
-            for rid, loc in located:
-                channel_io = self.ios[loc.lane]
-                where = channel_io.where(loc.message_id) if channel_io else f"lane {loc.lane}"
-                payloads = blocks[loc.message_id]
-                payload = payloads[loc.entry] if loc.entry < len(payloads) else None
-                if payload is None:
-                    raise self._unreadable([rid], where, "its location holds no record")
-                try:
-                    record = self.codec.decode(payload, where=where)
-                except DatabaseCorruptionError as exc:
-                    raise self._unreadable([rid], where, exc.message) from None
+            for rid, payload, where in await self.payloads(rids[start : start + step]):
+                record = self.decode(rid, payload, where)
                 if any(
                     canonical_bytes(getattr(record, name)) != value
                     for name, value in wanted.items()
                 ):
                     continue  # a 64-bit hash collision: not a match
-                record._disco_id = rid
                 found.append(record)
                 if limit is not None and len(found) >= limit:
                     return found

@@ -292,9 +292,9 @@ class Database:
             raise DatabaseTableError("not logged in yet", hint="await db.wait_ready() first")
         return user.id
 
-    def _marks(self) -> dict[str, TableMark]:
+    def _marks(self, final: bool) -> dict[str, TableMark]:
         return {
-            name: store.mark()
+            name: store.mark(final)
             for name, store in {**self._opening, **self._stores}.items()
             if not store.read_only
         }
@@ -320,6 +320,8 @@ class Database:
             )
         if self._build_lock is None:
             self._build_lock = asyncio.Lock()
+        if not self.tables.keys() - self._stores.keys():
+            return  # nothing to open (a reader of an empty server needs no category)
         async with self._build_lock:
             category = await self._ensure_category()
             view = await self._lease_view()
