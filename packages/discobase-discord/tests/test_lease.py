@@ -66,6 +66,30 @@ async def test_two_writers_in_one_process_one_waits_or_fails(make_db: MakeDb) ->
     assert len({r.disco_id for r in found}) == 20
 
 
+async def test_writers_opening_a_new_database_at_once_share_its_channels(
+    make_db: MakeDb, emu: Emulator
+) -> None:
+    """Discord has no create-if-absent: both create the category and the lease channel,
+    then settle on the oldest of each, so they exclude each other and store in one place."""
+    dbs = [make_db(lease_wait=30) for _ in range(2)]
+    tables = [item_table(db) for db in dbs]
+    for db in dbs:
+        db.login_task(TOKEN)
+    waits = {asyncio.ensure_future(db.wait_ready()): n for n, db in enumerate(dbs)}
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    first = waits[done.pop()]
+    await tables[first](marker="first").save()
+    await dbs[first].close()
+    await asyncio.gather(*pending)
+    second = 1 - first
+    await tables[second](marker="second").save()
+    assert sorted(r.marker for r in await tables[second].find()) == ["first", "second"]
+    names = [c.data.get("name") for c in emu.core.state.store.channels.values()]
+    assert names.count("discobase") == 1
+    assert names.count("discobase-lease") == 1
+    assert names.count("item") == 1
+
+
 async def test_read_only_follower_sees_the_writer_after_refresh(make_db: MakeDb) -> None:
     writer, Item = await opened(make_db)
     await asyncio.gather(*(Item(marker=f"m{i}").save() for i in range(3)))

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast, overload
 import aiohttp
 import discord
 
-from discobase._discord_io import ChannelIO, retry_reads, translate
+from discobase._discord_io import ChannelIO, retry_reads, translate, with_retries
 from discobase._lease import LEASE_CHANNEL, Lease, read_lease
 from discobase._limiter import GlobalLimiter, install_limiter
 from discobase._redirect import route_client, split_api_url
@@ -406,7 +406,8 @@ class Database:
     async def _ensure_category(self) -> discord.CategoryChannel:
         guild = self.guild
         assert guild is not None
-        existing = discord.utils.get(guild.categories, name=self.category_name)
+        named = [c for c in guild.categories if c.name == self.category_name]
+        existing = min(named, key=lambda c: c.id) if named else None
         if existing is not None:
             if not self.read_only:
                 await self._make_private(existing, f"the {self.category_name!r} category")
@@ -420,19 +421,46 @@ class Database:
             )
         self._check_channel_room(guild)
         try:
-            self._category = await guild.create_category(
+            created = await guild.create_category(
                 self.category_name, overwrites=self._hidden(guild)
             )
         except discord.HTTPException as exc:
             raise translate(exc, f"creating the {self.category_name!r} category") from exc
-        return self._category
+        category = await self._settle(created)
+        assert isinstance(category, discord.CategoryChannel)
+        self._category = category
+        return category
+
+    async def _settle(self, created: discord.abc.GuildChannel) -> discord.abc.GuildChannel:
+        """Discord has no create-if-absent: two processes opening a new database at once may
+        both create the category or a channel. Whoever created one asks Discord (not its
+        cache) for the server's channels right away: the oldest of that name and place
+        wins, and a newer one is deleted while still empty, so both processes use the same
+        channels."""
+        guild = created.guild
+        channels = await with_retries("listing the server's channels", guild.fetch_channels)
+        same = [
+            channel
+            for channel in channels
+            if channel.name == created.name
+            and channel.type == created.type
+            and channel.category_id == created.category_id
+        ]
+        winner = min(same, key=lambda channel: channel.id, default=created)
+        if winner.id == created.id:
+            return created
+        log.info("another process created #%s at the same moment; using its channel", created.name)
+        try:
+            await with_retries(f"deleting the duplicate #{created.name}", created.delete)
+        except DiscobaseError as exc:
+            log.warning("could not delete the duplicate #%s: %s", created.name, exc)
+        return winner
 
     @staticmethod
     def _find_channel(category: discord.CategoryChannel, name: str) -> discord.TextChannel | None:
-        for channel in category.text_channels:
-            if channel.name == name:
-                return channel
-        return None
+        """The channel `name` of the category (the oldest, should there be two)."""
+        named = [channel for channel in category.text_channels if channel.name == name]
+        return min(named, key=lambda channel: channel.id) if named else None
 
     async def _ensure_channel(
         self, category: discord.CategoryChannel, table: str, *, topic: str | None = None
@@ -452,7 +480,7 @@ class Database:
         guild = category.guild
         self._check_channel_room(guild)
         try:
-            return await guild.create_text_channel(
+            created = await guild.create_text_channel(
                 name,
                 category=category,
                 overwrites=self._hidden(guild),
@@ -461,6 +489,9 @@ class Database:
             )
         except discord.HTTPException as exc:
             raise translate(exc, f"creating the channel of table {table}") from exc
+        channel = await self._settle(created)
+        assert isinstance(channel, discord.TextChannel)
+        return channel
 
     @staticmethod
     def _check_channel_room(guild: discord.Guild) -> None:
