@@ -207,15 +207,22 @@ async def test_a_table_opens_without_its_class(make_db: MakeDb, emu: Emulator) -
         assert rex.owner.city == "Oslo"
         blues = await cls.find(**discobase.parse_assignments(cls, ["kind=blue"]))
         assert [r.name for r in blues] == ["Tom"]  # type: ignore[attr-defined]
+        with pytest.raises(discobase.ReadOnlyError):
+            await catalog.parse_record(cls, {"name": "Kit"}).save()
+
+    editor = make_db()  # a writer opens the table without its class too
+    async with editor.conn(TOKEN):
+        cls = await discobase.open_table(editor, "Pet")
+        rex = await cls.find_unique(name="Rex")
         new = catalog.parse_record(cls, {"name": "Kit", "born": "2021-03-04"})
         await new.save()
         assert new.disco_id == 3
         await catalog.update_record(cls, 3, {"kind": "blue"})
         assert await cls.count(kind="blue") == 2
         await rex.delete()
-        assert [t.records for t in await discobase.stored_tables(reader)] == [2]
+        assert [t.records for t in await discobase.stored_tables(editor)] == [2]
         with pytest.raises(discobase.DatabaseTableError, match="has no table 'Cat'"):
-            await discobase.open_table(reader, "Cat")
+            await discobase.open_table(editor, "Cat")
         with pytest.raises(discobase.NotFoundError):
             await catalog.get_record(cls, 1)
 
