@@ -22,10 +22,15 @@ from .errors import (
     unknown_message,
 )
 from .models import application_json, guild_json, user_json
+from .permissions import base_permissions
 from .snowflake import from_ms, iso, parse_iso
-from .state import Upload, channel_defaults
+from .state import channel_defaults
 from .store import Channel, Guild, Message, User
 from .validate import (
+    SUPPRESS_EMBEDS,
+    SUPPRESS_NOTIFICATIONS,
+    components_of,
+    compose,
     content_of,
     embeds_of,
     int_arg,
@@ -33,6 +38,7 @@ from .validate import (
     read_json,
     read_payload,
     snowflake_arg,
+    uploads_of,
 )
 
 MAX_CHANNELS = 500
@@ -164,7 +170,7 @@ async def my_guilds(request: web.Request) -> web.Response:
             "icon": None,
             "banner": None,
             "owner": g.owner_id == user.id,
-            "permissions": "2251799813685247",
+            "permissions": str(base_permissions(g, user.id)),
             "features": [],
         }
         if counts:
@@ -546,22 +552,14 @@ async def create_message(request: web.Request) -> web.Response:
     if channel.type == 4:
         raise APIError(400, 50008, "Cannot send messages in a non-text channel")
     payload, files = await read_payload(request)
-    content = content_of(payload) or ""
-    embeds = embeds_of(payload)
     nonce = nonce_of(payload)
-    uploads = _uploads(payload, files, fresh_only=True)
-    if len(uploads) > 10:
-        raise APIError(400, 30015, "Maximum number of attachments in a message reached (10)")
-    components = payload.get("components") or []
-    if (
-        not content
-        and not embeds
-        and not uploads
-        and not payload.get("sticker_ids")
-        and not components
-        and not payload.get("poll")
-    ):
-        raise APIError(400, 50006, "Cannot send an empty message")
+    parts = compose(payload, files, SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS)
+    content, embeds, uploads, components = (
+        parts.content,
+        parts.embeds,
+        parts.uploads,
+        parts.components,
+    )
     if channel.is_thread and channel.data["thread_metadata"].get("locked"):
         raise APIError(400, 50083, "Operation was performed on an archived thread")
     if nonce is not None and payload.get("enforce_nonce"):
@@ -576,11 +574,8 @@ async def create_message(request: web.Request) -> web.Response:
         extra["components"] = components
     if payload.get("tts"):
         extra["tts"] = payload.get("tts") in (True, "true", "True")
-    flags = int(payload.get("flags") or 0) & (
-        (1 << 2) | (1 << 12)
-    )  # SUPPRESS_EMBEDS, SUPPRESS_NOTIFICATIONS
-    if flags:
-        extra["flags"] = flags
+    if parts.flags:
+        extra["flags"] = parts.flags
     ref = payload.get("message_reference")
     if isinstance(ref, dict) and ref.get("message_id") is not None:
         ref_channel = snowflake_arg(
@@ -610,31 +605,6 @@ async def create_message(request: web.Request) -> web.Response:
     return json_response(out)
 
 
-def _uploads(payload: dict[str, Any], files: dict[int, Upload], fresh_only: bool) -> list[Upload]:
-    """New files in order, with filename/description overrides from `attachments`."""
-    described: dict[int, dict[str, Any]] = {}
-    for item in payload.get("attachments") or []:
-        if (
-            isinstance(item, dict)
-            and str(item.get("id", "")).isdigit()
-            and int(item["id"]) in files
-        ):
-            described[int(item["id"])] = item
-    out = []
-    for index in sorted(files):
-        up = files[index]
-        meta = described.get(index, {})
-        out.append(
-            Upload(
-                str(meta.get("filename") or up.filename),
-                up.content_type,
-                up.data,
-                meta.get("description"),
-            )
-        )
-    return out
-
-
 @routes.get(r"/channels/{channel_id:\d+}/messages/{message_id:\d+}")
 async def get_message(request: web.Request) -> web.Response:
     core = _core(request)
@@ -657,7 +627,7 @@ async def edit_message(request: web.Request) -> web.Response:
     if "embeds" in payload or "embed" in payload:
         changes["embeds"] = embeds_of(payload) or []
     if "components" in payload:
-        changes["components"] = payload["components"] or []
+        changes["components"] = components_of(payload) or []
     if msg.author_id != user.id and (changes or files or "attachments" in payload):
         raise APIError(403, 50005, "Cannot edit a message authored by another user")
     if "flags" in payload and payload["flags"] is not None:
@@ -671,7 +641,7 @@ async def edit_message(request: web.Request) -> web.Response:
                 aid = int(item["id"])
                 if aid in existing:
                     keep.append(aid)
-    uploads = _uploads(payload, files, fresh_only=True)
+    uploads = uploads_of(payload, files)
     kept = len(msg.attachments) if keep is None else len(keep)
     if kept + len(uploads) > 10:
         raise APIError(400, 30015, "Maximum number of attachments in a message reached (10)")
