@@ -76,6 +76,15 @@ class Confirm(discord.ui.View):
         await interaction.response.edit_message(content="dropped", view=self)
         self.answered.put("drop", interaction.user.id)
 
+    @discord.ui.button(label="Refresh", custom_id="refresh")
+    async def refresh(
+        self, interaction: discord.Interaction, button: discord.ui.Button[Any]
+    ) -> None:
+        await interaction.response.defer()  # on a component: type 6, nothing changes yet
+        self.answered.put("deferred", interaction.response.type)
+        await interaction.edit_original_response(content="refreshed")  # the button's message
+        self.answered.put("refresh")
+
     @discord.ui.button(label="Rename", custom_id="rename")
     async def rename(
         self, interaction: discord.Interaction, button: discord.ui.Button[Any]
@@ -127,8 +136,19 @@ async def test_command_button_and_modal(bot: Any, emulator: Emulator) -> None:
     assert original["flags"] & 64
     assert original["interaction_metadata"]["id"] == run["id"]
     buttons = [c["custom_id"] for row in original["components"] for c in row["components"]]
-    assert buttons == ["drop", "rename"]
+    assert buttons == ["drop", "refresh", "rename"]
     assert [m async for m in channel.history()] == []  # ephemeral: not in the channel
+
+    click = await ctl.click(guild.id, channel.id, original["id"], "refresh")
+    assert (
+        await answered.next("deferred") == discord.InteractionResponseType.deferred_message_update
+    )
+    await answered.next("refresh")
+    refreshed = await ctl.interaction(click["id"])
+    assert refreshed["response_type"] == 6
+    assert refreshed["original"]["id"] == original["id"]
+    assert refreshed["original"]["content"] == "refreshed"
+    assert refreshed["ephemeral"] is True
 
     click = await ctl.click(guild.id, channel.id, original["id"], "drop")
     assert await answered.next("drop") == guild.owner_id
@@ -147,6 +167,8 @@ async def test_command_button_and_modal(bot: Any, emulator: Emulator) -> None:
     submit = await ctl.submit_modal(guild.id, channel.id, "rename-modal", {"new_name": "people"})
     assert submit["payload"]["data"]["components"][0]["components"][0]["custom_id"] == "new_name"
     assert await answered.next("modal") == "people"
+    with pytest.raises(RuntimeError, match="no modal"):  # submitting closed it
+        await ctl.submit_modal(guild.id, channel.id, "rename-modal", {"new_name": "again"})
     submitted = await ctl.interaction(submit["id"])
     assert submitted["original"]["content"] == "renamed to people"
     assert submitted["ephemeral"] is False

@@ -23,7 +23,6 @@ from .errors import APIError, json_response, unknown_channel, unknown_guild
 from .interaction_state import (
     APPLICATION_COMMAND,
     MESSAGE_COMPONENT,
-    MODAL,
     MODAL_SUBMIT,
     Interaction,
 )
@@ -322,7 +321,7 @@ async def dispatch(request: web.Request) -> web.Response:
                 for i in reversed(core.state.interactions.by_id.values())
                 if i.user_id == uid
                 and i.application_id == bot.id
-                and (i.callback or {}).get("type") == MODAL
+                and i.modal_open
                 and i.callback is not None
                 and i.callback["data"].get("custom_id") == custom_id
                 and not i.token_expired()
@@ -330,7 +329,7 @@ async def dispatch(request: web.Request) -> web.Response:
             None,
         )
         if source is None:
-            raise refused(f"the bot has not shown this member a modal {custom_id!r}")
+            raise refused(f"no modal {custom_id!r} is open for this member")
         assert source.callback is not None
         fields = body.get("fields") or {}
         data = {
@@ -339,6 +338,7 @@ async def dispatch(request: web.Request) -> web.Response:
         }
         if source.message_id is not None:
             message = find_message(core, source.channel_id, source.message_id)
+        source.modal_open = False  # submitting closes the modal
     else:
         raise APIError(400, 0, "type must be 'command', 'component' or 'modal'")
     store = core.state.store

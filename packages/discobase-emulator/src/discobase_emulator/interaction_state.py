@@ -43,6 +43,7 @@ class Interaction:
     followups: list[int] = field(default_factory=list)
     ephemeral: dict[int, Message] = field(default_factory=dict)
     deleted: set[int] = field(default_factory=set)
+    modal_open: bool = False  # a modal it opened that has not been submitted yet
 
     def age(self) -> float:
         return time.monotonic() - self.created

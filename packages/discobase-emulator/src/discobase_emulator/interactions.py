@@ -317,6 +317,7 @@ async def callback(request: web.Request) -> web.Response:
             message = _edit(core, inter, target, data, files)
     else:
         _modal(data)
+        inter.modal_open = True
     inter.callback = {"type": ctype, "data": data}
     if request.query.get("with_response") not in ("1", "true", "True"):
         return web.Response(status=204)
@@ -341,7 +342,8 @@ async def callback(request: web.Request) -> web.Response:
 
 @routes.post(r"/webhooks/{application_id:\d+}/{token}")
 async def follow_up(request: web.Request) -> web.Response:
-    """A follow-up; after a deferred response the first one fills the "thinking" message."""
+    """A follow-up; after a deferred response the first one fills the "thinking" message
+    (Discord's rule), later ones are new messages."""
     core = _core(request)
     inter = _by_token(core, request)
     payload, files = await read_payload(request)
@@ -356,8 +358,7 @@ async def follow_up(request: web.Request) -> web.Response:
     if msg is None:
         msg = _new_message(core, inter, payload, files)
         inter.followups.append(msg.id)
-    if request.query.get("wait") not in ("1", "true", "True"):
-        return web.Response(status=204)
+    # For an interaction's follow-ups `wait` is always true: Discord answers the message.
     return json_response(render(core, inter, msg))
 
 
