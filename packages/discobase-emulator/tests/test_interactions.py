@@ -217,6 +217,15 @@ async def test_member_permissions_and_hidden_commands(bot: Any, emulator: Emulat
     assert int(member["permissions"]) & MANAGE_GUILD
     assert not int(member["permissions"]) & ADMINISTRATOR
     assert int(run["payload"]["app_permissions"]) & SEND_MESSAGES
+    answer = (await ctl.interaction(run["id"]))["original"]
+    with pytest.raises(RuntimeError, match="only visible"):  # someone else's ephemeral answer
+        await ctl.click(guild.id, channel.id, answer["id"], "drop", user_id=plain["user"]["id"])
+    await ctl.set_bot_permissions(guild.id, ADMINISTRATOR)  # to manage the overwrites
+    await channel.set_permissions(guild.default_role, view_channel=False)
+    with pytest.raises(RuntimeError, match="cannot see"):
+        await ctl.run_command(
+            guild.id, channel.id, "drop", {"table": "t"}, user_id=mod["user"]["id"]
+        )
     with pytest.raises(RuntimeError, match="no option"):
         await ctl.run_command(guild.id, channel.id, "drop", {"nope": 1})
     with pytest.raises(RuntimeError, match="required"):
@@ -338,3 +347,56 @@ async def test_responses_get_message_limits(
         http, "PATCH", run["webhook"] + "/messages/@original", {"embeds": [{"title": "t" * 257}]}
     )
     assert (status, body["code"]) == (400, 50035)
+
+
+async def test_global_group_with_resolved_options(bot: Any, emulator: Emulator) -> None:
+    """A global command group; users, roles and channels arrive resolved, as discord.py's
+    transformers need them."""
+    answered = Answered()
+    tree = app_commands.CommandTree(bot)
+    admin = app_commands.Group(name="admin", description="discobase administration")
+
+    @admin.command(name="grant", description="Let a member edit a table")
+    async def grant(
+        interaction: discord.Interaction,
+        member: discord.Member,
+        role: discord.Role,
+        where: discord.TextChannel,
+        level: app_commands.Range[int, 1, 3] = 1,
+    ) -> None:
+        await interaction.response.send_message("granted", ephemeral=True)
+        answered.put("grant", (member, role, where, level))
+
+    tree.add_command(admin)
+    await tree.sync()
+    ctl = emulator.control
+    guild = bot.guilds[0]
+    channel = guild.text_channels[0]
+    editors = await ctl.create_role(guild.id, "editors", 0)
+    alice = await ctl.add_member(guild.id, "alice", roles=[editors["id"]])
+    options = {
+        "member": alice["user"]["id"],
+        "role": editors["id"],
+        "where": str(channel.id),
+        "level": 2,
+    }
+    run = await ctl.run_command(guild.id, channel.id, "admin grant", options)
+    member, role, where, level = await answered.next("grant")
+    assert isinstance(member, discord.Member)
+    assert (member.name, [r.id for r in member.roles if not r.is_default()]) == (
+        "alice",
+        [int(editors["id"])],
+    )
+    assert (role.id, where.id, level) == (int(editors["id"]), channel.id, 2)
+    data = run["payload"]["data"]
+    assert "guild_id" not in data  # a global command
+    assert data["options"][0]["type"] == 1
+    assert data["options"][0]["name"] == "grant"
+    with pytest.raises(RuntimeError, match="subcommand"):
+        await ctl.run_command(guild.id, channel.id, "admin", {})
+    with pytest.raises(RuntimeError, match="does not fit"):
+        await ctl.run_command(guild.id, channel.id, "admin grant", {**options, "level": "high"})
+    # the ephemeral answer's buttons (had it any) are the asker's alone; so is the message
+    seen = await ctl.interaction(run["id"])
+    assert seen["ephemeral"] is True
+    assert seen["original"]["interaction_metadata"]["user"]["id"] == str(guild.owner_id)

@@ -30,6 +30,7 @@ from .interactions import find_message, render
 from .models import channel_json, partial_member_json, role_json, user_json
 from .permissions import (
     USE_APPLICATION_COMMANDS,
+    VIEW_CHANNEL,
     base_permissions,
     channel_permissions,
 )
@@ -282,6 +283,14 @@ def _modal_components(modal: dict[str, Any], fields: dict[str, Any]) -> list[dic
     return out
 
 
+def _ephemeral_owner(core: Core, message: Message) -> int | None:
+    """The only member who sees an ephemeral message (None for a channel message)."""
+    for inter in core.state.interactions.by_id.values():
+        if message.id in inter.ephemeral:
+            return inter.user_id
+    return None
+
+
 # --- endpoints ---------------------------------------------------------------------------------
 
 
@@ -300,6 +309,8 @@ async def dispatch(request: web.Request) -> web.Response:
     if uid not in guild.members:
         raise refused(f"user {uid} is not a member of the guild")
     bot = _bot_of(core, guild, body.get("token"))
+    if not channel_permissions(core.state.store, guild, channel, uid) & VIEW_CHANNEL:
+        raise refused("the member cannot see this channel")
     kind = str(body.get("type", "command"))
     message: Message | None = None
     source: Interaction | None = None
@@ -311,6 +322,9 @@ async def dispatch(request: web.Request) -> web.Response:
         message = find_message(core, channel.id, int(body["message_id"]))
         if message is None:
             raise refused("no such message in the channel (or it is no longer reachable)")
+        owner = _ephemeral_owner(core, message)
+        if owner is not None and owner != uid:
+            raise refused("an ephemeral message is only visible to the member it answered")
         data = _component_data(message, body)
     elif kind == "modal":
         itype = MODAL_SUBMIT
