@@ -400,3 +400,58 @@ async def test_global_group_with_resolved_options(bot: Any, emulator: Emulator) 
     seen = await ctl.interaction(run["id"])
     assert seen["ephemeral"] is True
     assert seen["original"]["interaction_metadata"]["user"]["id"] == str(guild.owner_id)
+
+
+async def test_context_menus_and_autocomplete(bot: Any, emulator: Emulator) -> None:
+    answered = Answered()
+    tree = app_commands.CommandTree(bot)
+    guild = bot.guilds[0]
+    channel = guild.text_channels[0]
+
+    @tree.context_menu(name="Inspect record", guild=guild)
+    async def inspect(interaction: discord.Interaction, message: discord.Message) -> None:
+        await interaction.response.send_message(f"record {message.content}", ephemeral=True)
+        answered.put("inspect", message.id)
+
+    @tree.context_menu(name="Grant access", guild=guild)
+    async def grant(interaction: discord.Interaction, member: discord.Member) -> None:
+        await interaction.response.send_message(f"granted {member.name}")
+        answered.put("grant", member.id)
+
+    @tree.command(name="find", description="Find records", guild=guild)
+    async def find(interaction: discord.Interaction, table: str) -> None:
+        """Never run here: the test only autocompletes."""
+
+    @find.autocomplete("table")
+    async def tables(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        names = ["users", "posts", "uploads"]
+        answered.put("typed", current)
+        return [app_commands.Choice(name=n, value=n) for n in names if n.startswith(current)]
+
+    await tree.sync(guild=guild)
+    ctl = emulator.control
+    record = await ctl.post_as_user(channel.id, "peter")
+    run = await ctl.run_command(
+        guild.id, channel.id, "Inspect record", command_type=3, target_id=record["id"]
+    )
+    assert await answered.next("inspect") == int(record["id"])
+    seen = await ctl.interaction(run["id"])
+    assert seen["original"]["content"] == "record peter"
+    assert seen["original"]["type"] == 23  # a context-menu command's answer
+    someone = await ctl.add_member(guild.id, "someone")
+    await ctl.run_command(
+        guild.id, channel.id, "Grant access", command_type=2, target_id=someone["user"]["id"]
+    )
+    assert await answered.next("grant") == int(someone["user"]["id"])
+    typed = await ctl.autocomplete(guild.id, channel.id, "find", "table", {"table": "u"})
+    assert await answered.next("typed") == "u"
+    option = typed["payload"]["data"]["options"][0]
+    assert (option["value"], option["focused"]) == ("u", True)
+    seen = await ctl.interaction(typed["id"], wait=5)  # the choices are sent after `tables`
+    assert seen["response_type"] == 8
+    assert [c["value"] for c in seen["callback"]["data"]["choices"]] == ["users", "uploads"]
+    assert seen["original"] is None
+    with pytest.raises(RuntimeError, match="type 2"):
+        await ctl.run_command(guild.id, channel.id, "Inspect record", command_type=2, target_id=1)

@@ -249,11 +249,13 @@ def commands_of(core: Core, application_id: int, guild_id: int | None) -> list[C
     )
 
 
-def find_command(core: Core, application_id: int, guild_id: int, name: str) -> Command | None:
-    """The slash command a user would run by this name in the guild (guild ones first)."""
+def find_command(
+    core: Core, application_id: int, guild_id: int, name: str, ctype: int = CHAT_INPUT
+) -> Command | None:
+    """The command of this name and type a user would run in the guild (guild ones first)."""
     for scope in (guild_id, None):
         for cmd in commands_of(core, application_id, scope):
-            if cmd.data["name"] == name and cmd.data["type"] == CHAT_INPUT:
+            if cmd.data["name"] == name and cmd.data["type"] == ctype:
                 return cmd
     return None
 

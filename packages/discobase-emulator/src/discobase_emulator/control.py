@@ -218,9 +218,12 @@ class EmulatorControl:
         *,
         user_id: str | int | None = None,
         token: str | None = None,
+        command_type: int = 1,
+        target_id: str | int | None = None,
     ) -> dict[str, Any]:
         """Run a slash command ("name", or "group sub" for subcommands) as a member (default:
-        the guild's owner). Answers {id, token, application_id, type, payload}."""
+        the guild's owner); `command_type` 2 or 3 with `target_id` runs a user or message
+        command. Answers {id, token, application_id, type, payload}."""
         out: dict[str, Any] = await self._call(
             "POST",
             "/interactions",
@@ -229,6 +232,37 @@ class EmulatorControl:
                 "guild_id": str(guild_id),
                 "channel_id": str(channel_id),
                 "command": command,
+                "command_type": command_type,
+                "target_id": None if target_id is None else str(target_id),
+                "options": options or {},
+                "user_id": None if user_id is None else str(user_id),
+                "token": token,
+            },
+        )
+        return out
+
+    async def autocomplete(
+        self,
+        guild_id: str | int,
+        channel_id: str | int,
+        command: str,
+        focused: str,
+        options: dict[str, Any] | None = None,
+        *,
+        user_id: str | int | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        """Type into option `focused` (its text so far in `options`): an autocomplete
+        interaction; the bot's choices are in `interaction(id)["callback"]`."""
+        out: dict[str, Any] = await self._call(
+            "POST",
+            "/interactions",
+            {
+                "type": "autocomplete",
+                "guild_id": str(guild_id),
+                "channel_id": str(channel_id),
+                "command": command,
+                "focused": focused,
                 "options": options or {},
                 "user_id": None if user_id is None else str(user_id),
                 "token": token,
@@ -290,10 +324,11 @@ class EmulatorControl:
         )
         return out
 
-    async def interaction(self, interaction_id: str | int) -> dict[str, Any]:
+    async def interaction(self, interaction_id: str | int, *, wait: float = 0.0) -> dict[str, Any]:
         """What the bot answered: {acknowledged, callback, response_type, ephemeral,
-        original, followups, age, expired, ...}."""
-        out: dict[str, Any] = await self._call("GET", f"/interactions/{interaction_id}")
+        original, followups, age, expired, ...}; `wait` seconds at most for its callback."""
+        params = {"wait": str(wait)} if wait > 0 else {}
+        out: dict[str, Any] = await self._call("GET", f"/interactions/{interaction_id}", **params)
         return out
 
     async def age_interaction(self, interaction_id: str | int, seconds: float) -> dict[str, Any]:

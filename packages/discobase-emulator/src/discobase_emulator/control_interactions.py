@@ -12,16 +12,26 @@ what the bot answered, so a test can check it, and click a button of it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from typing import Any
 
 from aiohttp import web
 
-from .commands import CHAT_INPUT, SUB_COMMAND, SUB_COMMAND_GROUP, find_command
+from .commands import (
+    CHAT_INPUT,
+    MESSAGE_COMMAND,
+    SUB_COMMAND,
+    SUB_COMMAND_GROUP,
+    USER_COMMAND,
+    find_command,
+)
 from .core import CORE, Core
 from .errors import APIError, json_response, unknown_channel, unknown_guild
 from .interaction_state import (
     APPLICATION_COMMAND,
+    AUTOCOMPLETE,
     MESSAGE_COMPONENT,
     MODAL_SUBMIT,
     Interaction,
@@ -158,13 +168,20 @@ def _options(
     path: list[str],
     given: dict[str, Any],
     resolved: dict[str, dict[str, Any]],
+    focused: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The interaction's `options`: subcommands nest by `path`, values follow their specs."""
+    """The interaction's `options`: subcommands nest by `path`, values follow their specs.
+
+    With `focused` (an autocomplete) required options may still be missing and the focused
+    one is sent as typed so far: a string, marked `focused`.
+    """
     if path:
         spec = next((s for s in specs if s["name"] == path[0]), None)
         if spec is None or spec["type"] not in (SUB_COMMAND, SUB_COMMAND_GROUP):
             raise refused(f"no subcommand {path[0]!r}")
-        inner = _options(core, guild, channel, spec.get("options", []), path[1:], given, resolved)
+        inner = _options(
+            core, guild, channel, spec.get("options", []), path[1:], given, resolved, focused
+        )
         return [{"type": spec["type"], "name": spec["name"], "options": inner}]
     if any(s["type"] in (SUB_COMMAND, SUB_COMMAND_GROUP) for s in specs):
         raise refused("this command needs a subcommand")
@@ -172,14 +189,21 @@ def _options(
     unknown = set(given) - set(by_name)
     if unknown:
         raise refused(f"the command has no option {sorted(unknown)[0]!r}")
+    if focused is not None and not by_name.get(focused, {}).get("autocomplete"):
+        raise refused(f"option {focused!r} has no autocomplete")
     out = []
     for spec in specs:
-        if spec["name"] not in given:
-            if spec.get("required"):
-                raise refused(f"option {spec['name']!r} is required")
+        name = spec["name"]
+        if name == focused:
+            typed = str(given.get(name, ""))
+            out.append({"type": spec["type"], "name": name, "value": typed, "focused": True})
             continue
-        value = _option_value(core, guild, channel, spec, given[spec["name"]], resolved)
-        out.append({"type": spec["type"], "name": spec["name"], "value": value})
+        if name not in given:
+            if spec.get("required") and focused is None:
+                raise refused(f"option {name!r} is required")
+            continue
+        value = _option_value(core, guild, channel, spec, given[name], resolved)
+        out.append({"type": spec["type"], "name": name, "value": value})
     return out
 
 
@@ -187,14 +211,25 @@ def _options(
 
 
 def _command_data(
-    core: Core, guild: Guild, channel: Channel, bot: User, uid: int, body: dict[str, Any]
+    core: Core,
+    guild: Guild,
+    channel: Channel,
+    bot: User,
+    uid: int,
+    body: dict[str, Any],
+    focused: str | None = None,
 ) -> dict[str, Any]:
-    words = str(body["command"]).split()
+    """The `data` of a command (or autocomplete) interaction, refused as the client would."""
+    ctype = int(body.get("command_type") or CHAT_INPUT)
+    if ctype not in (CHAT_INPUT, USER_COMMAND, MESSAGE_COMMAND):
+        raise APIError(400, 0, "command_type must be 1 (slash), 2 (user) or 3 (message)")
+    name = str(body["command"])
+    words = name.split() if ctype == CHAT_INPUT else [name]
     if not words:
         raise refused("command is empty")
-    cmd = find_command(core, bot.id, guild.id, words[0])
+    cmd = find_command(core, bot.id, guild.id, words[0], ctype)
     if cmd is None:
-        raise refused(f"no slash command {words[0]!r} is registered for this guild")
+        raise refused(f"no command {words[0]!r} of type {ctype} is registered for this guild")
     perms = channel_permissions(core.state.store, guild, channel, uid)
     if not perms & USE_APPLICATION_COMMANDS:
         raise refused("the member may not use application commands in this channel")
@@ -205,23 +240,43 @@ def _command_data(
             "Discord does not show it to them"
         )
     resolved: dict[str, dict[str, Any]] = {}
-    given = body.get("options") or {}
-    if not isinstance(given, dict):
-        raise APIError(400, 0, "options must be an object of option name to value")
-    options = _options(
-        core, guild, channel, cmd.data.get("options", []), words[1:], given, resolved
-    )
-    data: dict[str, Any] = {
-        "id": str(cmd.id),
-        "name": cmd.data["name"],
-        "type": CHAT_INPUT,
-        "options": options,
-    }
+    data: dict[str, Any] = {"id": str(cmd.id), "name": cmd.data["name"], "type": ctype}
+    if ctype == CHAT_INPUT:
+        given = body.get("options") or {}
+        if not isinstance(given, dict):
+            raise APIError(400, 0, "options must be an object of option name to value")
+        data["options"] = _options(
+            core, guild, channel, cmd.data.get("options", []), words[1:], given, resolved, focused
+        )
+    else:
+        data["target_id"] = _target(core, guild, channel, ctype, body.get("target_id"), resolved)
     if cmd.guild_id is not None:
         data["guild_id"] = str(cmd.guild_id)
     if resolved:
         data["resolved"] = resolved
     return data
+
+
+def _target(
+    core: Core,
+    guild: Guild,
+    channel: Channel,
+    ctype: int,
+    raw: Any,
+    resolved: dict[str, dict[str, Any]],
+) -> str:
+    """A context-menu command's target (a member, or a message in the channel), resolved."""
+    if raw is None:
+        raise refused("a user or message command needs `target_id`")
+    target = str(int(raw))
+    if ctype == USER_COMMAND:
+        _option_value(core, guild, channel, {"type": 6, "name": "target"}, target, resolved)
+        return target
+    msg = find_message(core, channel.id, int(target))
+    if msg is None:
+        raise refused(f"no message {target} in the channel")
+    resolved["messages"] = {target: {**core.state.message(msg), "guild_id": str(guild.id)}}
+    return target
 
 
 def _component(msg: Message, custom_id: str) -> dict[str, Any] | None:
@@ -296,8 +351,9 @@ def _ephemeral_owner(core: Core, message: Message) -> int | None:
 
 @routes.post("/_emu/interactions")
 async def dispatch(request: web.Request) -> web.Response:
-    """Body: {guild_id, channel_id, user_id?, token?, type: "command"|"component"|"modal",
-    command?, options?, message_id?, custom_id?, values?, fields?}.
+    """Body: {guild_id, channel_id, user_id?, token?, type: "command"|"autocomplete"|
+    "component"|"modal", command?, command_type?, target_id?, options?, focused?,
+    message_id?, custom_id?, values?, fields?}.
     Answer: {id, token, application_id, type, payload} (payload as dispatched)."""
     core = _core(request)
     body = await _body(request)
@@ -317,6 +373,9 @@ async def dispatch(request: web.Request) -> web.Response:
     if kind == "command":
         itype = APPLICATION_COMMAND
         data = _command_data(core, guild, channel, bot, uid, body)
+    elif kind == "autocomplete":
+        itype = AUTOCOMPLETE
+        data = _command_data(core, guild, channel, bot, uid, body, str(body["focused"]))
     elif kind == "component":
         itype = MESSAGE_COMPONENT
         message = find_message(core, channel.id, int(body["message_id"]))
@@ -354,7 +413,7 @@ async def dispatch(request: web.Request) -> web.Response:
             message = find_message(core, source.channel_id, source.message_id)
         source.modal_open = False  # submitting closes the modal
     else:
-        raise APIError(400, 0, "type must be 'command', 'component' or 'modal'")
+        raise APIError(400, 0, "type must be 'command', 'autocomplete', 'component' or 'modal'")
     store = core.state.store
     inter = Interaction(
         id=core.state.ids.next(),
@@ -446,8 +505,15 @@ def _interaction(core: Core, request: web.Request) -> Interaction:
 
 @routes.get(r"/_emu/interactions/{interaction_id:\d+}")
 async def read(request: web.Request) -> web.Response:
+    """`?wait=SECONDS` first waits (at most that long) for the bot's callback, so a test
+    reads the answer as soon as there is one instead of guessing how long it takes."""
     core = _core(request)
-    return json_response(interaction_json(core, _interaction(core, request)))
+    inter = _interaction(core, request)
+    wait = float(request.query.get("wait") or 0)
+    if wait > 0:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(inter.answered.wait(), wait)
+    return json_response(interaction_json(core, inter))
 
 
 @routes.post(r"/_emu/interactions/{interaction_id:\d+}/age")

@@ -13,6 +13,7 @@ attachments are stored like any others, so their URLs work).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +23,9 @@ from .store import Message
 ACK_DEADLINE = 3.0
 TOKEN_LIFETIME = 15 * 60.0
 
-APPLICATION_COMMAND, MESSAGE_COMPONENT, MODAL_SUBMIT = 2, 3, 5
-CHANNEL_MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE, MODAL = 4, 5, 6, 7, 9
+APPLICATION_COMMAND, MESSAGE_COMPONENT, AUTOCOMPLETE, MODAL_SUBMIT = 2, 3, 4, 5
+CHANNEL_MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE = 4, 5, 6, 7
+AUTOCOMPLETE_RESULT, MODAL = 8, 9
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Interaction:
     ephemeral: dict[int, Message] = field(default_factory=dict)
     deleted: set[int] = field(default_factory=set)
     modal_open: bool = False  # a modal it opened that has not been submitted yet
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # set by the callback
 
     def age(self) -> float:
         return time.monotonic() - self.created

@@ -2,11 +2,12 @@
 
 A bot answers an interaction once, within 3 seconds, with `POST /interactions/{id}/{token}/
 callback`: 4 sends a message, 5 defers one (a "thinking" message with the LOADING flag), 6
-acknowledges a component without changing anything, 7 edits the component's message, 9 opens
-a modal. A second callback is 400/40060; one after the deadline, or with a wrong token, is
-404/10062. Then, for 15 minutes, the token reaches the original response (`@original`) and
-follow-ups under `/webhooks/{application_id}/{token}`; after that it is 401/50027. These
-routes take no bot token (the interaction token is the credential), as on Discord.
+acknowledges a component without changing anything, 7 edits the component's message, 8
+answers an autocomplete with choices, 9 opens a modal. A second callback is 400/40060; one
+after the deadline, or with a wrong token, is 404/10062. Then, for 15 minutes, the token
+reaches the original response (`@original`) and follow-ups under
+`/webhooks/{application_id}/{token}`; after that it is 401/50027. These routes take no bot
+token (the interaction token is the credential), as on Discord.
 
 Every message goes through the same checks as a channel message (`validate.compose`), and
 sending needs no channel permission: Discord lets a bot answer wherever it was invoked.
@@ -23,6 +24,8 @@ from .core import CORE, Core
 from .errors import APIError, form_error, json_response, unknown_message
 from .interaction_state import (
     APPLICATION_COMMAND,
+    AUTOCOMPLETE,
+    AUTOCOMPLETE_RESULT,
     CHANNEL_MESSAGE,
     DEFERRED_MESSAGE,
     DEFERRED_UPDATE,
@@ -162,6 +165,13 @@ def _new_message(
     )
 
 
+def _message_type(inter: Interaction) -> int:
+    """20 answers a slash command, 23 a context-menu command, 0 anything else."""
+    if inter.type != APPLICATION_COMMAND:
+        return 0
+    return 20 if inter.payload.get("data", {}).get("type", 1) == 1 else 23
+
+
 def _send(
     core: Core,
     inter: Interaction,
@@ -173,7 +183,7 @@ def _send(
 ) -> Message:
     channel = _channel(core, inter)
     extra: dict[str, Any] = {
-        "type": 20 if inter.type == APPLICATION_COMMAND else 0,
+        "type": _message_type(inter),
         "interaction_metadata": _metadata(core, inter),
         "webhook_id": str(inter.application_id),
         "application_id": str(inter.application_id),
@@ -256,7 +266,34 @@ VALID_CALLBACKS = {
     APPLICATION_COMMAND: (CHANNEL_MESSAGE, DEFERRED_MESSAGE, MODAL),
     MESSAGE_COMPONENT: (CHANNEL_MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE, MODAL),
     MODAL_SUBMIT: (CHANNEL_MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE),
+    AUTOCOMPLETE: (AUTOCOMPLETE_RESULT,),
 }
+
+
+def _choices(data: dict[str, Any]) -> None:
+    """Autocomplete answers: at most 25 choices, names of 1 to 100 characters."""
+    choices = data.get("choices")
+    if not isinstance(choices, list):
+        raise form_error(
+            "data.choices", "LIST_TYPE_CONVERT", "Only iterables may be used in a ListType"
+        )
+    if len(choices) > 25:
+        raise form_error("data.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+    for i, choice in enumerate(choices):
+        name = choice.get("name") if isinstance(choice, dict) else None
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            raise form_error(
+                f"data.choices.{i}.name",
+                "BASE_TYPE_BAD_LENGTH",
+                "Must be between 1 and 100 in length.",
+            )
+        value = choice.get("value")
+        if isinstance(value, str) and len(value) > 100:
+            raise form_error(
+                f"data.choices.{i}.value",
+                "BASE_TYPE_BAD_LENGTH",
+                "Must be between 1 and 100 in length.",
+            )
 
 
 def _modal(data: dict[str, Any]) -> None:
@@ -315,10 +352,13 @@ async def callback(request: web.Request) -> web.Response:
             if target is None:
                 raise unknown_message()
             message = _edit(core, inter, target, data, files)
+    elif ctype == AUTOCOMPLETE_RESULT:
+        _choices(data)
     else:
         _modal(data)
         inter.modal_open = True
     inter.callback = {"type": ctype, "data": data}
+    inter.answered.set()
     if request.query.get("with_response") not in ("1", "true", "True"):
         return web.Response(status=204)
     described: dict[str, Any] = {"id": str(inter.id), "type": inter.type}
