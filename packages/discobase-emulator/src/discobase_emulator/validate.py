@@ -17,6 +17,11 @@ MAX_EMBEDS = 10
 MAX_EMBED_TOTAL = 6000
 MAX_FILES = 10
 EMBED_FIELD_LIMITS = {"title": 256, "description": 4096}
+MAX_FIELDS = 25
+# Per-part limits; every part also counts towards the 6,000 characters of all embeds.
+FIELD_LIMITS = {"name": 256, "value": 1024}
+FOOTER_TEXT = 2048
+AUTHOR_NAME = 256
 
 
 def too_large() -> APIError:
@@ -141,14 +146,28 @@ def embeds_of(payload: dict[str, Any]) -> list[dict[str, Any]] | None:
                 )
             total += len(text)
         fields = embed.get("fields") or []
-        if len(fields) > 25:
+        if len(fields) > MAX_FIELDS:
             raise form_error(
-                f"embeds.{i}.fields", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."
+                f"embeds.{i}.fields",
+                "BASE_TYPE_MAX_LENGTH",
+                f"Must be {MAX_FIELDS} or fewer in length.",
             )
-        for f in fields:
-            total += len(str(f.get("name") or "")) + len(str(f.get("value") or ""))
-        total += len(str((embed.get("footer") or {}).get("text") or ""))
-        total += len(str((embed.get("author") or {}).get("name") or ""))
+        parts: list[tuple[str, Any, str, int]] = [
+            (f"fields.{j}.{key}", f, key, limit)
+            for j, f in enumerate(fields)
+            for key, limit in FIELD_LIMITS.items()
+        ]
+        parts.append(("footer.text", embed.get("footer"), "text", FOOTER_TEXT))
+        parts.append(("author.name", embed.get("author"), "name", AUTHOR_NAME))
+        for path, holder, key, limit in parts:
+            text = str((holder if isinstance(holder, dict) else {}).get(key) or "")
+            if len(text) > limit:
+                raise form_error(
+                    f"embeds.{i}.{path}",
+                    "BASE_TYPE_MAX_LENGTH",
+                    f"Must be {limit} or fewer in length.",
+                )
+            total += len(text)
     if total > MAX_EMBED_TOTAL:
         raise form_error(
             "embeds",
