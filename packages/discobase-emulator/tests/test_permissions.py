@@ -108,6 +108,9 @@ async def test_everyone_role_and_member_roles(bot: Any, emulator: Emulator) -> N
     assert (perms.send_messages, perms.view_channel, perms.manage_messages) == (True, True, False)
     with pytest.raises(RuntimeError, match="Unknown Role"):
         await ctl.set_member_roles(guild.id, member["user"]["id"], ["1"])
+    fetched_roles = await guild.fetch_roles()
+    assert [r.name for r in fetched_roles] == ["@everyone", "bot", "helpers"]
+    assert fetched_roles[0].permissions.value == VIEW_CHANNEL
     cleared = await ctl.set_member_roles(guild.id, member["user"]["id"], [])
     assert cleared["roles"] == []
     assert command_channel.permissions_for(guild.me).administrator  # the bot keeps its role

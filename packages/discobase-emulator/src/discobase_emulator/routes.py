@@ -21,7 +21,7 @@ from .errors import (
     unknown_guild,
     unknown_message,
 )
-from .models import application_json, guild_json, user_json
+from .models import application_json, guild_json, roles_json, user_json
 from .permissions import (
     ATTACH_FILES,
     CREATE_PRIVATE_THREADS,
@@ -258,6 +258,12 @@ async def active_threads(request: web.Request) -> web.Response:
         if c.guild_id == guild.id and c.is_thread and not c.data["thread_metadata"]["archived"]
     ]
     return json_response({"threads": threads, "members": []})
+
+
+@routes.get(r"/guilds/{guild_id:\d+}/roles")
+async def list_roles(request: web.Request) -> web.Response:
+    """The guild's roles, @everyone first (they change through the control API only)."""
+    return json_response(roles_json(_guild(request, user_of(request))))
 
 
 @routes.get(r"/guilds/{guild_id:\d+}/members/{user_id:\d+}")
