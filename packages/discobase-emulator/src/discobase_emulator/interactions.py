@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from .core import CORE, Core
-from .errors import APIError, form_error, json_response, unknown_message
+from .errors import APIError, form_error, json_response, unknown_channel, unknown_message
 from .interaction_state import (
     APPLICATION_COMMAND,
     AUTOCOMPLETE,
@@ -97,6 +97,7 @@ def _metadata(core: Core, inter: Interaction) -> dict[str, Any]:
 
 
 def render(core: Core, inter: Interaction, msg: Message) -> dict[str, Any]:
+    """A response as the webhook routes answer it (with the guild id a channel GET omits)."""
     out = core.state.message(msg)
     out["guild_id"] = str(inter.guild_id)
     return out
@@ -107,8 +108,8 @@ def render(core: Core, inter: Interaction, msg: Message) -> dict[str, Any]:
 
 def _channel(core: Core, inter: Interaction) -> Channel:
     channel = core.state.store.channels.get(inter.channel_id)
-    if channel is None:
-        raise APIError(404, 10003, "Unknown Channel")
+    if channel is None:  # deleted since the interaction
+        raise unknown_channel()
     return channel
 
 
