@@ -455,3 +455,27 @@ async def test_context_menus_and_autocomplete(bot: Any, emulator: Emulator) -> N
     assert seen["original"] is None
     with pytest.raises(RuntimeError, match="type 2"):
         await ctl.run_command(guild.id, channel.id, "Inspect record", command_type=2, target_id=1)
+
+
+async def test_answers_need_no_channel_permission(
+    emulator: Emulator, http: aiohttp.ClientSession
+) -> None:
+    """Discord lets a bot answer wherever it was invoked, even where it may not send."""
+    run = await raw_interaction(emulator, http)
+    guild, channel = run["payload"]["guild_id"], run["payload"]["channel_id"]
+    await emulator.control.set_bot_permissions(guild, 0)
+    await emulator.control.edit_role(guild, guild, VIEW_CHANNEL | (1 << 31))
+    url = f"{emulator.api_url}/channels/{channel}/messages"
+    status, body = await call(http, "POST", url, {"content": "direct"})
+    assert (status, body["code"]) == (403, 50013)
+    status, _ = await call(http, "POST", run["callback"], {"type": 4, "data": {"content": "a"}})
+    assert status == 204
+    status, follow = await call(http, "POST", run["webhook"], {"content": "b"})
+    assert (status, follow["content"]) == (200, "b")  # wait is implied for follow-ups
+    status, _ = await call(http, "DELETE", run["webhook"] + "/messages/@original")
+    assert status == 204
+    status, body = await call(http, "GET", run["webhook"] + "/messages/@original")
+    assert (status, body["code"]) == (404, 10008)
+    seen = await emulator.control.interaction(run["id"])
+    assert seen["original"] is None
+    assert [f["content"] for f in seen["followups"]] == ["b"]
