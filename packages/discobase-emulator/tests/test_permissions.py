@@ -124,3 +124,18 @@ async def test_roles_survive_a_restart(tmp_path: Any) -> None:
         guild = next(iter(emu.core.state.store.guilds.values()))
         roles = [r for r in guild.roles.values() if r.bot_id is not None]
         assert [r.permissions for r in roles] == [EVERYDAY]
+
+
+async def test_no_events_from_channels_the_bot_cannot_see(bot: Any, emulator: Emulator) -> None:
+    guild = bot.guilds[0]
+    ctl = emulator.control
+    hidden = await guild.create_text_channel("hidden")
+    visible = guild.text_channels[0]
+    await ctl.set_bot_permissions(guild.id, EVERYDAY | MANAGE_CHANNELS | (1 << 28))
+    bot_role = next(r for r in guild.me.roles if r.managed)
+    await hidden.set_permissions(bot_role, view_channel=False)
+    await ctl.post_as_user(hidden.id, "secret")
+    await ctl.post_as_user(visible.id, "public")
+    # One session gets its events in order: had "secret" been sent, it would be here first.
+    messages = await bot.wait_for_event("message")
+    assert [m.content for m in messages] == ["public"]
