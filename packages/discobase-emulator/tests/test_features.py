@@ -237,6 +237,55 @@ async def test_size_limits(emulator: Emulator, http: aiohttp.ClientSession) -> N
     assert [a["size"] for a in body["attachments"]] == [10 * MiB, 10 * MiB]
 
 
+@pytest.mark.parametrize(
+    ("embeds", "path"),
+    [
+        ([{"title": "t"}] * 11, ["embeds"]),
+        ([{"title": "t" * 257}], ["embeds", "0", "title"]),
+        ([{"description": "d" * 4097}], ["embeds", "0", "description"]),
+        ([{"fields": [{"name": "n", "value": "v"}] * 26}], ["embeds", "0", "fields"]),
+        ([{"fields": [{"name": "n" * 257, "value": "v"}]}], ["embeds", "0", "fields", "0", "name"]),
+        (
+            [{"fields": [{"name": "n", "value": "v" * 1025}]}],
+            ["embeds", "0", "fields", "0", "value"],
+        ),
+        ([{"footer": {"text": "f" * 2049}}], ["embeds", "0", "footer", "text"]),
+        ([{"author": {"name": "a" * 257}}], ["embeds", "0", "author", "name"]),
+        (
+            [{"description": "d" * 4096, "fields": [{"name": "n" * 256, "value": "v" * 1024}] * 2}],
+            ["embeds"],
+        ),
+    ],
+)
+async def test_embed_limits(
+    emulator: Emulator, http: aiohttp.ClientSession, embeds: list[Any], path: list[str]
+) -> None:
+    channel = await general(emulator, http)
+    url = f"{emulator.api_url}/channels/{channel}/messages"
+    status, err, _ = await call(http, "POST", url, json={"embeds": embeds})
+    assert (status, err["code"]) == (400, 50035)
+    errors = err["errors"]
+    for part in path:
+        errors = errors[part]
+    assert errors["_errors"][0]["code"] in ("BASE_TYPE_MAX_LENGTH", "MAX_EMBED_SIZE_EXCEEDED")
+
+
+async def test_embed_limits_are_inclusive(emulator: Emulator, http: aiohttp.ClientSession) -> None:
+    channel = await general(emulator, http)
+    url = f"{emulator.api_url}/channels/{channel}/messages"
+    fields = [{"name": "n" * 16, "value": "v" * 64}] * 25  # 2,000 characters
+    exactly = [
+        {"title": "t" * 256, "description": "d" * 1744, "fields": fields},  # 4,000
+        {"description": "d" * 2000},  # 6,000 in all
+    ]
+    status, body, _ = await call(http, "POST", url, json={"embeds": exactly})
+    assert status == 200
+    assert len(body["embeds"][0]["fields"]) == 25
+    exactly[1] = {"description": "d" * 2001}
+    status, err, _ = await call(http, "POST", url, json={"embeds": exactly})
+    assert err["errors"]["embeds"]["_errors"][0]["code"] == "MAX_EMBED_SIZE_EXCEEDED"
+
+
 async def test_bulk_delete_rules(emulator: Emulator, http: aiohttp.ClientSession) -> None:
     channel = await general(emulator, http)
     url = f"{emulator.api_url}/channels/{channel}/messages/bulk-delete"

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from . import control_api, routes
+from . import commands, control_api, control_interactions, interactions, routes
 from .core import API_PREFIX, CORE, MAX_READ, RESET, Core
 from .errors import json_response
 from .middleware import api_middleware
@@ -49,10 +49,11 @@ def build_app(core: Core, reset: Callable[[], Awaitable[None]]) -> web.Applicati
     )
     app[CORE] = core
     app[RESET] = reset
-    for route in routes.routes:
+    for route in [*routes.routes, *commands.routes, *interactions.routes]:
         assert isinstance(route, web.RouteDef)
         app.router.add_route(route.method, API_PREFIX + route.path, route.handler)
     app.router.add_routes(control_api.routes)
+    app.router.add_routes(control_interactions.routes)
     app.router.add_get("/gateway", core.state.gateway.handle)
     app.router.add_get("/gateway/", core.state.gateway.handle)
     cdn_path = "/attachments/{channel_id}/{attachment_id}/{filename}"

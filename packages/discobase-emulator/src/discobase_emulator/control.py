@@ -206,3 +206,185 @@ class EmulatorControl:
             },
         )
         return out
+
+    # interactions: what a member does in the Discord client
+
+    async def run_command(
+        self,
+        guild_id: str | int,
+        channel_id: str | int,
+        command: str,
+        options: dict[str, Any] | None = None,
+        *,
+        user_id: str | int | None = None,
+        token: str | None = None,
+        command_type: int = 1,
+        target_id: str | int | None = None,
+    ) -> dict[str, Any]:
+        """Run a slash command ("name", or "group sub" for subcommands) as a member (default:
+        the guild's owner); `command_type` 2 or 3 with `target_id` runs a user or message
+        command. Answers {id, token, application_id, type, payload}."""
+        out: dict[str, Any] = await self._call(
+            "POST",
+            "/interactions",
+            {
+                "type": "command",
+                "guild_id": str(guild_id),
+                "channel_id": str(channel_id),
+                "command": command,
+                "command_type": command_type,
+                "target_id": None if target_id is None else str(target_id),
+                "options": options or {},
+                "user_id": None if user_id is None else str(user_id),
+                "token": token,
+            },
+        )
+        return out
+
+    async def autocomplete(
+        self,
+        guild_id: str | int,
+        channel_id: str | int,
+        command: str,
+        focused: str,
+        options: dict[str, Any] | None = None,
+        *,
+        user_id: str | int | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        """Type into option `focused` (its text so far in `options`): an autocomplete
+        interaction; the bot's choices are in `interaction(id)["callback"]`."""
+        out: dict[str, Any] = await self._call(
+            "POST",
+            "/interactions",
+            {
+                "type": "autocomplete",
+                "guild_id": str(guild_id),
+                "channel_id": str(channel_id),
+                "command": command,
+                "focused": focused,
+                "options": options or {},
+                "user_id": None if user_id is None else str(user_id),
+                "token": token,
+            },
+        )
+        return out
+
+    async def click(
+        self,
+        guild_id: str | int,
+        channel_id: str | int,
+        message_id: str | int,
+        custom_id: str,
+        *,
+        values: Sequence[str] | None = None,
+        user_id: str | int | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        """Use a button (or, with `values`, a select) on a message, as a member."""
+        out: dict[str, Any] = await self._call(
+            "POST",
+            "/interactions",
+            {
+                "type": "component",
+                "guild_id": str(guild_id),
+                "channel_id": str(channel_id),
+                "message_id": str(message_id),
+                "custom_id": custom_id,
+                "values": None if values is None else list(values),
+                "user_id": None if user_id is None else str(user_id),
+                "token": token,
+            },
+        )
+        return out
+
+    async def submit_modal(
+        self,
+        guild_id: str | int,
+        channel_id: str | int,
+        custom_id: str,
+        fields: dict[str, str],
+        *,
+        user_id: str | int | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit a modal the bot showed this member, with text input values by custom id."""
+        out: dict[str, Any] = await self._call(
+            "POST",
+            "/interactions",
+            {
+                "type": "modal",
+                "guild_id": str(guild_id),
+                "channel_id": str(channel_id),
+                "custom_id": custom_id,
+                "fields": fields,
+                "user_id": None if user_id is None else str(user_id),
+                "token": token,
+            },
+        )
+        return out
+
+    async def interaction(self, interaction_id: str | int, *, wait: float = 0.0) -> dict[str, Any]:
+        """What the bot answered: {acknowledged, callback, response_type, ephemeral,
+        original, followups, age, expired, ...}; `wait` seconds at most for its callback."""
+        params = {"wait": str(wait)} if wait > 0 else {}
+        out: dict[str, Any] = await self._call("GET", f"/interactions/{interaction_id}", **params)
+        return out
+
+    async def age_interaction(self, interaction_id: str | int, seconds: float) -> dict[str, Any]:
+        """Move an interaction's clock on (3 s to acknowledge, 15 min for its token)."""
+        out: dict[str, Any] = await self._call(
+            "POST", f"/interactions/{interaction_id}/age", {"seconds": seconds}
+        )
+        return out
+
+    # roles and members
+
+    async def create_role(
+        self, guild_id: str | int, name: str, permissions: int = 0
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call(
+            "POST", f"/guilds/{guild_id}/roles", {"name": name, "permissions": str(permissions)}
+        )
+        return out
+
+    async def edit_role(
+        self, guild_id: str | int, role_id: str | int, permissions: int
+    ) -> dict[str, Any]:
+        """Change a role's permissions (the @everyone role's id is the guild's)."""
+        out: dict[str, Any] = await self._call(
+            "PATCH", f"/guilds/{guild_id}/roles/{role_id}", {"permissions": str(permissions)}
+        )
+        return out
+
+    async def set_bot_permissions(
+        self, guild_id: str | int, permissions: int, *, token: str | None = None
+    ) -> dict[str, Any]:
+        """What the bot's own role grants (default: administrator)."""
+        out: dict[str, Any] = await self._call(
+            "POST",
+            f"/guilds/{guild_id}/bot-permissions",
+            {"permissions": str(permissions), "token": token},
+        )
+        return out
+
+    async def add_member(
+        self, guild_id: str | int, username: str, roles: Sequence[str | int] = ()
+    ) -> dict[str, Any]:
+        """A person joins the guild with these roles; answers the member (with `user`)."""
+        out: dict[str, Any] = await self._call(
+            "POST",
+            f"/guilds/{guild_id}/members",
+            {"username": username, "roles": [str(r) for r in roles]},
+        )
+        return out
+
+    async def set_member_roles(
+        self, guild_id: str | int, user_id: str | int, roles: Sequence[str | int]
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call(
+            "PUT",
+            f"/guilds/{guild_id}/members/{user_id}/roles",
+            {"roles": [str(r) for r in roles]},
+        )
+        return out

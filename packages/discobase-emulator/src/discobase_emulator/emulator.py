@@ -110,6 +110,7 @@ class Emulator:
         core = self.core
         await core.state.gateway.shutdown()
         core.state.store.wipe()
+        core.state.interactions.clear()
         core.metrics.reset()
         core.limiter.set_profile(self.profile)
         core.limiter.reset()

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
+from .permissions import VIEW_CHANNEL, channel_permissions
+from .store import Guild
+
 if TYPE_CHECKING:
     from .state import State
 
@@ -38,13 +41,25 @@ EVENT_INTENTS = {
     "THREAD_CREATE": GUILDS,
     "THREAD_UPDATE": GUILDS,
     "THREAD_DELETE": GUILDS,
+    "GUILD_ROLE_CREATE": GUILDS,
+    "GUILD_ROLE_UPDATE": GUILDS,
+    "GUILD_ROLE_DELETE": GUILDS,
     "GUILD_MEMBER_ADD": GUILD_MEMBERS,
+    "GUILD_MEMBER_UPDATE": GUILD_MEMBERS,
     "MESSAGE_CREATE": GUILD_MESSAGES,
     "MESSAGE_UPDATE": GUILD_MESSAGES,
     "MESSAGE_DELETE": GUILD_MESSAGES,
     "MESSAGE_DELETE_BULK": GUILD_MESSAGES,
 }
 CONTENT_EVENTS = ("MESSAGE_CREATE", "MESSAGE_UPDATE")
+# Events about what happens inside a channel: a bot that cannot view it does not get them.
+CHANNEL_EVENTS = (
+    "MESSAGE_CREATE",
+    "MESSAGE_UPDATE",
+    "MESSAGE_DELETE",
+    "MESSAGE_DELETE_BULK",
+    "CHANNEL_PINS_UPDATE",
+)
 
 
 class Session:
@@ -119,10 +134,24 @@ class Gateway:
                 continue
             if need and not session.intents & need:
                 continue
+            if (
+                event in CHANNEL_EVENTS
+                and guild is not None
+                and not self._sees(guild, data, session)
+            ):
+                continue
             payload = data
             if event in CONTENT_EVENTS and not session.intents & MESSAGE_CONTENT:
                 payload = _without_content(session.user_id, data)
             session.push(event, payload)
+
+    def _sees(self, guild: Guild, data: dict[str, Any], session: Session) -> bool:
+        """Whether the session's bot may view the channel an event happened in."""
+        channel = self.state.store.channels.get(int(data.get("channel_id") or 0))
+        if channel is None:
+            return True
+        perms = channel_permissions(self.state.store, guild, channel, session.user_id)
+        return bool(perms & VIEW_CHANNEL)
 
     # control triggers
     async def close_all(self, code: int = 4000) -> int:

@@ -38,7 +38,15 @@ BUCKET_OF = {
 DELETE_MESSAGE = "DELETE /channels/{channel_id}/messages/{message_id}"
 EDIT_MESSAGE = "PATCH /channels/{channel_id}/messages/{message_id}"
 EDIT_CHANNEL = "PATCH /channels/{channel_id}"
-NO_AUTH = {"GET /gateway"}
+# Interaction callbacks and webhook calls are authenticated by the token in their path.
+NO_AUTH = {
+    "GET /gateway",
+    "POST /interactions/{interaction_id}/{token}/callback",
+    "POST /webhooks/{application_id}/{token}",
+    "GET /webhooks/{application_id}/{token}/messages/{message_id}",
+    "PATCH /webhooks/{application_id}/{token}/messages/{message_id}",
+    "DELETE /webhooks/{application_id}/{token}/messages/{message_id}",
+}
 TWO_WEEKS = 14 * 24 * 3600
 
 
@@ -69,7 +77,13 @@ def too_many(
 async def _classify(core: Core, request: web.Request, route: str) -> tuple[str, str, str | None]:
     """(bucket name, top-level resource, hidden sub-limit) for one request."""
     info = request.match_info
-    major = info.get("channel_id") or info.get("guild_id") or ""
+    major = (
+        info.get("channel_id")
+        or info.get("guild_id")
+        or info.get("token")
+        or info.get("application_id")
+        or ""
+    )
     bucket = BUCKET_OF.get(route, route)
     hidden: str | None = None
     if route in (DELETE_MESSAGE, EDIT_MESSAGE):

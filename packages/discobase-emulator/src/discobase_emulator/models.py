@@ -9,9 +9,7 @@ from typing import Any
 
 from .cdn import Signer
 from .snowflake import iso, ms_of
-from .store import Channel, Guild, Message, Store, User
-
-ALL_PERMISSIONS = str((1 << 51) - 1)
+from .store import Channel, Guild, Message, Role, Store, User
 
 
 def user_json(user: User) -> dict[str, Any]:
@@ -54,12 +52,12 @@ def application_json(bot: User, owner: User | None) -> dict[str, Any]:
     }
 
 
-def role_json(guild: Guild) -> dict[str, Any]:
-    return {
-        "id": str(guild.id),
-        "name": "@everyone",
-        "permissions": ALL_PERMISSIONS,
-        "position": 0,
+def role_json(role: Role) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": str(role.id),
+        "name": role.name,
+        "permissions": str(role.permissions),
+        "position": role.position,
         "color": 0,
         "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
         "hoist": False,
@@ -69,12 +67,20 @@ def role_json(guild: Guild) -> dict[str, Any]:
         "icon": None,
         "unicode_emoji": None,
     }
+    if role.bot_id is not None:
+        out["managed"] = True
+        out["tags"] = {"bot_id": str(role.bot_id)}
+    return out
+
+
+def roles_json(guild: Guild) -> list[dict[str, Any]]:
+    return [role_json(r) for r in sorted(guild.roles.values(), key=lambda r: (r.position, r.id))]
 
 
 def member_json(store: Store, guild: Guild, user_id: int) -> dict[str, Any]:
     return {
         "user": user_json(store.users[user_id]),
-        "roles": [],
+        "roles": [str(r) for r in guild.member_roles.get(user_id, [])],
         "flags": 0,
         "joined_at": iso(guild.members.get(user_id, ms_of(guild.id))),
         "deaf": False,
@@ -87,7 +93,7 @@ def member_json(store: Store, guild: Guild, user_id: int) -> dict[str, Any]:
 
 def partial_member_json(guild: Guild, user_id: int) -> dict[str, Any]:
     return {
-        "roles": [],
+        "roles": [str(r) for r in guild.member_roles.get(user_id, [])],
         "flags": 0,
         "joined_at": iso(guild.members.get(user_id, ms_of(guild.id))),
         "deaf": False,
@@ -108,7 +114,7 @@ def guild_json(guild: Guild, counts: bool = False) -> dict[str, Any]:
         "verification_level": 0,
         "default_message_notifications": 0,
         "explicit_content_filter": 0,
-        "roles": [role_json(guild)],
+        "roles": roles_json(guild),
         "emojis": [],
         "stickers": [],
         "features": [],
@@ -217,8 +223,9 @@ def message_json(store: Store, signer: Signer, base: str, msg: Message) -> dict[
         "flags": extra.get("flags", 0),
         "components": extra.get("components", []),
     }
-    if "message_reference" in extra:
-        out["message_reference"] = extra["message_reference"]
+    for key in ("message_reference", "interaction_metadata", "webhook_id", "application_id"):
+        if key in extra:
+            out[key] = extra[key]
     if "thread_id" in extra and extra["thread_id"] in store.channels:
         out["thread"] = channel_json(store, store.channels[extra["thread_id"]])
     return out

@@ -21,11 +21,31 @@ from .errors import (
     unknown_guild,
     unknown_message,
 )
-from .models import application_json, guild_json, user_json
+from .models import application_json, guild_json, roles_json, user_json
+from .permissions import (
+    ATTACH_FILES,
+    CREATE_PRIVATE_THREADS,
+    CREATE_PUBLIC_THREADS,
+    MANAGE_CHANNELS,
+    MANAGE_MESSAGES,
+    MANAGE_ROLES,
+    MANAGE_THREADS,
+    READ_MESSAGE_HISTORY,
+    SEND_MESSAGES,
+    SEND_MESSAGES_IN_THREADS,
+    VIEW_CHANNEL,
+    base_permissions,
+    channel_permissions,
+    require,
+)
 from .snowflake import from_ms, iso, parse_iso
-from .state import Upload, channel_defaults
+from .state import channel_defaults
 from .store import Channel, Guild, Message, User
 from .validate import (
+    SUPPRESS_EMBEDS,
+    SUPPRESS_NOTIFICATIONS,
+    components_of,
+    compose,
     content_of,
     embeds_of,
     int_arg,
@@ -33,6 +53,7 @@ from .validate import (
     read_json,
     read_payload,
     snowflake_arg,
+    uploads_of,
 )
 
 MAX_CHANNELS = 500
@@ -64,7 +85,9 @@ def _guild(request: web.Request, user: User) -> Guild:
     return guild
 
 
-def _channel(request: web.Request, user: User) -> Channel:
+def _channel(request: web.Request, user: User, needed: int = 0) -> Channel:
+    """The channel in the path, if the bot can see it (else 403/50001, as Discord answers for
+    a channel one cannot view) and holds the `needed` permissions in it (else 403/50013)."""
     store = _core(request).state.store
     channel = store.channels.get(_id(request, "channel_id"))
     if channel is None:
@@ -72,7 +95,16 @@ def _channel(request: web.Request, user: User) -> Channel:
     guild = store.guilds.get(channel.guild_id)
     if guild is None or user.id not in guild.members:
         raise missing_access()
+    perms = channel_permissions(store, guild, channel, user.id)
+    if not perms & VIEW_CHANNEL:
+        raise missing_access()
+    require(perms, needed)
     return channel
+
+
+def _perms(request: web.Request, user: User, channel: Channel) -> int:
+    store = _core(request).state.store
+    return channel_permissions(store, store.guilds[channel.guild_id], channel, user.id)
 
 
 def _message(request: web.Request, channel: Channel) -> Message:
@@ -164,7 +196,7 @@ async def my_guilds(request: web.Request) -> web.Response:
             "icon": None,
             "banner": None,
             "owner": g.owner_id == user.id,
-            "permissions": "2251799813685247",
+            "permissions": str(base_permissions(g, user.id)),
             "features": [],
         }
         if counts:
@@ -226,6 +258,12 @@ async def active_threads(request: web.Request) -> web.Response:
         if c.guild_id == guild.id and c.is_thread and not c.data["thread_metadata"]["archived"]
     ]
     return json_response({"threads": threads, "members": []})
+
+
+@routes.get(r"/guilds/{guild_id:\d+}/roles")
+async def list_roles(request: web.Request) -> web.Response:
+    """The guild's roles, @everyone first (they change through the control API only)."""
+    return json_response(roles_json(_guild(request, user_of(request))))
 
 
 @routes.get(r"/guilds/{guild_id:\d+}/members/{user_id:\d+}")
@@ -323,7 +361,9 @@ def _check_parent(core: Core, guild_id: int, parent: Any, ctype: int) -> int | N
 @routes.post(r"/guilds/{guild_id:\d+}/channels")
 async def create_channel(request: web.Request) -> web.Response:
     core = _core(request)
-    guild = _guild(request, user_of(request))
+    user = user_of(request)
+    guild = _guild(request, user)
+    require(base_permissions(guild, user.id), MANAGE_CHANNELS)
     body = await read_json(request)
     ctype = body.get("type") or 0
     if ctype not in CHANNEL_TYPES:
@@ -358,8 +398,12 @@ async def get_channel(request: web.Request) -> web.Response:
 @routes.patch(r"/channels/{channel_id:\d+}")
 async def edit_channel(request: web.Request) -> web.Response:
     core = _core(request)
-    channel = _channel(request, user_of(request))
+    user = user_of(request)
+    channel = _channel(request, user)
     body = await read_json(request)
+    _may_manage(request, user, channel)
+    if "permission_overwrites" in body:
+        require(_perms(request, user, channel), MANAGE_ROLES)
     d = channel.data
     if "name" in body:
         d["name"] = _normalise_name(_check_name(body["name"]), channel.type)
@@ -393,16 +437,28 @@ async def edit_channel(request: web.Request) -> web.Response:
     return json_response(core.state.channel(channel))
 
 
+def _may_manage(request: web.Request, user: User, channel: Channel) -> None:
+    """Manage Channels for a channel; for a thread, Manage Threads unless the bot made it."""
+    perms = _perms(request, user, channel)
+    if channel.is_thread:
+        if channel.data.get("owner_id") != user.id:
+            require(perms, MANAGE_THREADS)
+    else:
+        require(perms, MANAGE_CHANNELS)
+
+
 @routes.delete(r"/channels/{channel_id:\d+}")
 async def delete_channel(request: web.Request) -> web.Response:
-    channel = _channel(request, user_of(request))
+    user = user_of(request)
+    channel = _channel(request, user)
+    _may_manage(request, user, channel)
     return json_response(_core(request).state.delete_channel(channel))
 
 
 @routes.put(r"/channels/{channel_id:\d+}/permissions/{overwrite_id:\d+}")
 async def put_overwrite(request: web.Request) -> web.Response:
     """Create or replace one overwrite: 204, CHANNEL_UPDATE dispatched."""
-    channel = _channel(request, user_of(request))
+    channel = _channel(request, user_of(request), MANAGE_ROLES)
     _no_overwrites_on_threads(channel)
     body = await read_json(request)
     oid = request.match_info["overwrite_id"]
@@ -416,7 +472,7 @@ async def put_overwrite(request: web.Request) -> web.Response:
 @routes.delete(r"/channels/{channel_id:\d+}/permissions/{overwrite_id:\d+}")
 async def delete_overwrite(request: web.Request) -> web.Response:
     """Remove one overwrite: 204 and CHANNEL_UPDATE; 404/10009 when there is none."""
-    channel = _channel(request, user_of(request))
+    channel = _channel(request, user_of(request), MANAGE_ROLES)
     _no_overwrites_on_threads(channel)
     oid = request.match_info["overwrite_id"]
     current = channel.data.get("permission_overwrites", [])
@@ -471,6 +527,8 @@ async def start_thread(request: web.Request) -> web.Response:
         raise form_error("type", "BASE_TYPE_REQUIRED", "This field is required")
     if ttype not in (10, 11, 12):
         raise form_error("type", "BASE_TYPE_CHOICES", "Value must be one of (10, 11, 12).")
+    needed = CREATE_PRIVATE_THREADS if ttype == 12 else CREATE_PUBLIC_THREADS
+    require(_perms(request, user, parent), needed)
     thread = core.state.create_thread(parent, user, name, int(ttype), auto)
     core.state.create_message(
         parent,
@@ -490,6 +548,7 @@ async def start_thread_from_message(request: web.Request) -> web.Response:
     user = user_of(request)
     parent = _channel(request, user)
     msg = _message(request, parent)
+    require(_perms(request, user, parent), CREATE_PUBLIC_THREADS | READ_MESSAGE_HISTORY)
     body = await read_json(request)
     name, auto = _thread_args(core, parent, body)
     if msg.id in core.state.store.channels or "thread_id" in msg.extra:
@@ -524,7 +583,8 @@ async def leave_thread(request: web.Request) -> web.Response:
 @routes.get(r"/channels/{channel_id:\d+}/messages")
 async def history(request: web.Request) -> web.Response:
     core = _core(request)
-    channel = _channel(request, user_of(request))
+    user = user_of(request)
+    channel = _channel(request, user)
     q = request.query
     limit = int_arg(q.get("limit"), "limit", 50, 1, 100)
     around = snowflake_arg(q.get("around"), "around")
@@ -534,6 +594,8 @@ async def history(request: web.Request) -> web.Response:
         before = after = None
     elif before is not None:
         after = None
+    if not _perms(request, user, channel) & READ_MESSAGE_HISTORY:
+        return json_response([])  # Discord returns no messages rather than an error
     msgs = core.state.store.history(channel.id, limit, before=before, after=after, around=around)
     return json_response([core.state.message(m) for m in msgs])
 
@@ -546,22 +608,18 @@ async def create_message(request: web.Request) -> web.Response:
     if channel.type == 4:
         raise APIError(400, 50008, "Cannot send messages in a non-text channel")
     payload, files = await read_payload(request)
-    content = content_of(payload) or ""
-    embeds = embeds_of(payload)
     nonce = nonce_of(payload)
-    uploads = _uploads(payload, files, fresh_only=True)
-    if len(uploads) > 10:
-        raise APIError(400, 30015, "Maximum number of attachments in a message reached (10)")
-    components = payload.get("components") or []
-    if (
-        not content
-        and not embeds
-        and not uploads
-        and not payload.get("sticker_ids")
-        and not components
-        and not payload.get("poll")
-    ):
-        raise APIError(400, 50006, "Cannot send an empty message")
+    parts = compose(payload, files, SUPPRESS_EMBEDS | SUPPRESS_NOTIFICATIONS)
+    perms = _perms(request, user, channel)
+    require(perms, SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES)
+    if parts.uploads:
+        require(perms, ATTACH_FILES)
+    content, embeds, uploads, components = (
+        parts.content,
+        parts.embeds,
+        parts.uploads,
+        parts.components,
+    )
     if channel.is_thread and channel.data["thread_metadata"].get("locked"):
         raise APIError(400, 50083, "Operation was performed on an archived thread")
     if nonce is not None and payload.get("enforce_nonce"):
@@ -576,11 +634,8 @@ async def create_message(request: web.Request) -> web.Response:
         extra["components"] = components
     if payload.get("tts"):
         extra["tts"] = payload.get("tts") in (True, "true", "True")
-    flags = int(payload.get("flags") or 0) & (
-        (1 << 2) | (1 << 12)
-    )  # SUPPRESS_EMBEDS, SUPPRESS_NOTIFICATIONS
-    if flags:
-        extra["flags"] = flags
+    if parts.flags:
+        extra["flags"] = parts.flags
     ref = payload.get("message_reference")
     if isinstance(ref, dict) and ref.get("message_id") is not None:
         ref_channel = snowflake_arg(
@@ -610,35 +665,10 @@ async def create_message(request: web.Request) -> web.Response:
     return json_response(out)
 
 
-def _uploads(payload: dict[str, Any], files: dict[int, Upload], fresh_only: bool) -> list[Upload]:
-    """New files in order, with filename/description overrides from `attachments`."""
-    described: dict[int, dict[str, Any]] = {}
-    for item in payload.get("attachments") or []:
-        if (
-            isinstance(item, dict)
-            and str(item.get("id", "")).isdigit()
-            and int(item["id"]) in files
-        ):
-            described[int(item["id"])] = item
-    out = []
-    for index in sorted(files):
-        up = files[index]
-        meta = described.get(index, {})
-        out.append(
-            Upload(
-                str(meta.get("filename") or up.filename),
-                up.content_type,
-                up.data,
-                meta.get("description"),
-            )
-        )
-    return out
-
-
 @routes.get(r"/channels/{channel_id:\d+}/messages/{message_id:\d+}")
 async def get_message(request: web.Request) -> web.Response:
     core = _core(request)
-    channel = _channel(request, user_of(request))
+    channel = _channel(request, user_of(request), READ_MESSAGE_HISTORY)
     return json_response(core.state.message(_message(request, channel)))
 
 
@@ -657,7 +687,7 @@ async def edit_message(request: web.Request) -> web.Response:
     if "embeds" in payload or "embed" in payload:
         changes["embeds"] = embeds_of(payload) or []
     if "components" in payload:
-        changes["components"] = payload["components"] or []
+        changes["components"] = components_of(payload) or []
     if msg.author_id != user.id and (changes or files or "attachments" in payload):
         raise APIError(403, 50005, "Cannot edit a message authored by another user")
     if "flags" in payload and payload["flags"] is not None:
@@ -671,7 +701,7 @@ async def edit_message(request: web.Request) -> web.Response:
                 aid = int(item["id"])
                 if aid in existing:
                     keep.append(aid)
-    uploads = _uploads(payload, files, fresh_only=True)
+    uploads = uploads_of(payload, files)
     kept = len(msg.attachments) if keep is None else len(keep)
     if kept + len(uploads) > 10:
         raise APIError(400, 30015, "Maximum number of attachments in a message reached (10)")
@@ -687,8 +717,11 @@ async def edit_message(request: web.Request) -> web.Response:
 @routes.delete(r"/channels/{channel_id:\d+}/messages/{message_id:\d+}")
 async def delete_message(request: web.Request) -> web.Response:
     core = _core(request)
-    channel = _channel(request, user_of(request))
+    user = user_of(request)
+    channel = _channel(request, user)
     msg = _message(request, channel)
+    if msg.author_id != user.id:
+        require(_perms(request, user, channel), MANAGE_MESSAGES)
     core.state.delete_messages(channel, [msg.id])
     return _no_content()
 
@@ -696,7 +729,7 @@ async def delete_message(request: web.Request) -> web.Response:
 @routes.post(r"/channels/{channel_id:\d+}/messages/bulk-delete")
 async def bulk_delete(request: web.Request) -> web.Response:
     core = _core(request)
-    channel = _channel(request, user_of(request))
+    channel = _channel(request, user_of(request), MANAGE_MESSAGES)
     body = await read_json(request)
     raw = body.get("messages")
     if raw is None:
@@ -726,7 +759,7 @@ async def bulk_delete(request: web.Request) -> web.Response:
 async def _pin(request: web.Request, pinned: bool) -> web.Response:
     core = _core(request)
     user = user_of(request)
-    channel = _channel(request, user)
+    channel = _channel(request, user, MANAGE_MESSAGES)
     msg = _message(request, channel)
     if pinned and msg.pinned_ms is None and core.state.store.count_pins(channel.id) >= MAX_PINS:
         raise APIError(400, 30003, f"Maximum number of pins reached ({MAX_PINS})")

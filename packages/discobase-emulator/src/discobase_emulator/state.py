@@ -15,6 +15,7 @@ from typing import Any
 
 from .cdn import Signer
 from .gateway import Gateway
+from .interaction_state import Interactions
 from .metrics import Metrics
 from .models import (
     channel_json,
@@ -23,10 +24,12 @@ from .models import (
     member_json,
     message_json,
     partial_member_json,
+    role_json,
     user_json,
 )
+from .permissions import BOT_DEFAULT, EVERYONE_DEFAULT
 from .snowflake import SnowflakeGenerator, iso
-from .store import Attachment, Channel, Guild, Message, Store, User
+from .store import Attachment, Channel, Guild, Message, Role, Store, User
 
 MENTION = re.compile(r"<@!?(\d{15,21})>")
 OWNER_NAME = "owner"
@@ -57,6 +60,10 @@ class State:
             store.commit()
         self.signer = Signer(bytes.fromhex(key))
         self.gateway = Gateway(self)
+        self.interactions = Interactions()
+        for guild in store.guilds.values():  # data folders written before roles existed
+            self.ensure_roles(guild)
+        store.commit()
 
     @property
     def gateway_url(self) -> str:
@@ -119,6 +126,57 @@ class State:
         self.store.put_user(user)
         return user
 
+    # roles
+    def ensure_roles(self, guild: Guild) -> None:
+        """Give the guild its @everyone role and each bot member its managed role, as Discord
+        does at creation and when a bot joins (not committed: callers commit)."""
+        if guild.id not in guild.roles:
+            self.store.put_role(Role(guild.id, guild.id, "@everyone", EVERYONE_DEFAULT, 0))
+        for uid in guild.members:
+            user = self.store.users.get(uid)
+            if user is not None and user.bot and self.bot_role(guild, uid) is None:
+                self._add_bot_role(guild, user)
+
+    def bot_role(self, guild: Guild, bot_id: int) -> Role | None:
+        return next((r for r in guild.roles.values() if r.bot_id == bot_id), None)
+
+    def _add_bot_role(self, guild: Guild, user: User) -> Role:
+        position = max((r.position for r in guild.roles.values()), default=0) + 1
+        role = Role(self.ids.next(), guild.id, user.username, BOT_DEFAULT, position, user.id)
+        self.store.put_role(role)
+        self.store.set_member_roles(guild, user.id, [*guild.member_roles.get(user.id, []), role.id])
+        return role
+
+    def create_role(self, guild: Guild, name: str, permissions: int) -> Role:
+        position = max((r.position for r in guild.roles.values()), default=0) + 1
+        role = Role(self.ids.next(), guild.id, name, permissions, position)
+        self.store.put_role(role)
+        self.store.commit()
+        self.gateway.dispatch(
+            "GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": role_json(role)}, guild.id
+        )
+        return role
+
+    def update_role(self, role: Role) -> None:
+        self.store.put_role(role)
+        self.store.commit()
+        self.gateway.dispatch(
+            "GUILD_ROLE_UPDATE",
+            {"guild_id": str(role.guild_id), "role": role_json(role)},
+            role.guild_id,
+        )
+
+    def set_member_roles(self, guild: Guild, user_id: int, role_ids: list[int]) -> None:
+        """Replace a member's roles; managed (bot) roles stay, as nobody can take them away."""
+        kept = [r for r in guild.member_roles.get(user_id, []) if guild.roles[r].bot_id]
+        self.store.set_member_roles(guild, user_id, [*kept, *role_ids])
+        self.store.commit()
+        self.gateway.dispatch(
+            "GUILD_MEMBER_UPDATE",
+            {**self.member(guild, user_id), "guild_id": str(guild.id)},
+            guild.id,
+        )
+
     def create_guild(self, name: str, member_ids: list[int], owner_id: int | None = None) -> Guild:
         if owner_id is None:
             owner_id = self.human(OWNER_NAME).id
@@ -126,6 +184,7 @@ class State:
         self.store.put_guild(guild)
         for uid in dict.fromkeys([owner_id, *member_ids]):
             self.store.put_member(guild, uid, now_ms())
+        self.ensure_roles(guild)
         general = Channel(self.ids.next(), guild.id, 0, _channel_defaults("general", 0))
         self.store.put_channel(general)
         self.store.commit()
@@ -139,7 +198,12 @@ class State:
         if user.id in guild.members:
             return
         self.store.put_member(guild, user.id, now_ms())
+        role = self._add_bot_role(guild, user) if user.bot else None
         self.store.commit()
+        if role is not None:
+            self.gateway.dispatch(
+                "GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": role_json(role)}, guild.id
+            )
         self.gateway.dispatch(
             "GUILD_MEMBER_ADD", {**self.member(guild, user.id), "guild_id": str(guild.id)}, guild.id
         )
@@ -308,14 +372,15 @@ class State:
             data["nonce"] = msg.nonce
         self.gateway.dispatch(event, data, channel.guild_id)
 
-    def edit_message(
+    def apply_edit(
         self,
-        channel: Channel,
         msg: Message,
         changes: dict[str, Any],
         keep: list[int] | None,
         uploads: list[Upload],
-    ) -> Message:
+    ) -> None:
+        """Change a message object and its stored attachments, without saving its row: the
+        one edit logic for channel messages and for ephemeral ones (which have no row)."""
         if "content" in changes:
             msg.content = changes["content"] or ""
             mentions = [int(u) for u in MENTION.findall(msg.content) if int(u) in self.store.users]
@@ -339,9 +404,38 @@ class State:
             msg.attachments.append(att)
         msg.extra["has_files"] = bool(msg.attachments)
         msg.edited_ms = now_ms()
+
+    def edit_message(
+        self,
+        channel: Channel,
+        msg: Message,
+        changes: dict[str, Any],
+        keep: list[int] | None,
+        uploads: list[Upload],
+    ) -> Message:
+        self.apply_edit(msg, changes, keep, uploads)
         self.store.update_message(msg)
         self.store.commit()
         self.dispatch_message("MESSAGE_UPDATE", channel, msg)
+        return msg
+
+    def ephemeral_message(
+        self,
+        channel: Channel,
+        author: User,
+        content: str,
+        extra: dict[str, Any],
+        uploads: list[Upload],
+    ) -> Message:
+        """A message only the interacting user sees: never in the channel's history and never
+        dispatched to bots; its attachments are stored (and served) like any others."""
+        msg = Message(self.ids.next(), channel.id, author.id, content, None, None, None, extra)
+        for pos, up in enumerate(uploads):
+            att = self._attachment(msg, pos, up)
+            self.store.insert_attachment(att, up.data)
+            msg.attachments.append(att)
+        extra["has_files"] = bool(uploads)
+        self.store.commit()
         return msg
 
     def alter_message(

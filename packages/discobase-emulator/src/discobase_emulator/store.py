@@ -38,6 +38,15 @@ CREATE TABLE IF NOT EXISTS attachments(
     position INTEGER NOT NULL, filename TEXT NOT NULL, content_type TEXT, size INTEGER NOT NULL,
     description TEXT, data BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS attachments_by_message ON attachments(message_id);
+CREATE TABLE IF NOT EXISTS roles(
+    id INTEGER PRIMARY KEY, guild_id INTEGER NOT NULL, name TEXT NOT NULL,
+    permissions TEXT NOT NULL, position INTEGER NOT NULL, bot_id INTEGER);
+CREATE TABLE IF NOT EXISTS member_roles(
+    guild_id INTEGER NOT NULL, user_id INTEGER NOT NULL, role_id INTEGER NOT NULL,
+    PRIMARY KEY(guild_id, user_id, role_id));
+CREATE TABLE IF NOT EXISTS commands(
+    id INTEGER PRIMARY KEY, application_id INTEGER NOT NULL, guild_id INTEGER,
+    data TEXT NOT NULL);
 """
 
 
@@ -50,11 +59,35 @@ class User:
 
 
 @dataclass
+class Role:
+    """A guild role. The @everyone role has the guild's id; a bot's managed role has `bot_id`."""
+
+    id: int
+    guild_id: int
+    name: str
+    permissions: int
+    position: int
+    bot_id: int | None = None
+
+
+@dataclass
 class Guild:
     id: int
     name: str
     owner_id: int | None
     members: dict[int, int] = field(default_factory=dict)  # user id -> joined at (unix ms)
+    roles: dict[int, Role] = field(default_factory=dict)
+    member_roles: dict[int, list[int]] = field(default_factory=dict)  # user id -> role ids
+
+
+@dataclass
+class Command:
+    """An application command; `guild_id` None for a global one. `data` is its JSON as sent."""
+
+    id: int
+    application_id: int
+    guild_id: int | None
+    data: dict[str, Any]
 
 
 @dataclass
@@ -120,6 +153,7 @@ class Store:
         self.tokens: dict[str, User] = {}
         self.guilds: dict[int, Guild] = {}
         self.channels: dict[int, Channel] = {}
+        self.commands: dict[int, Command] = {}
         self.aging: list[tuple[int, int]] = []
         self._load()
 
@@ -128,6 +162,7 @@ class Store:
         self.tokens.clear()
         self.guilds.clear()
         self.channels.clear()
+        self.commands.clear()
         rows = self.db.execute("SELECT up_to, shift_ms FROM aging")
         self.aging = [(int(up_to), int(shift)) for up_to, shift in rows]
         for uid, token, username, bot in self.db.execute(
@@ -146,6 +181,20 @@ class Store:
             "SELECT id, guild_id, type, data FROM channels"
         ):
             self.channels[cid] = Channel(cid, gid, ctype, json.loads(data))
+        for rid, gid, name, perms, position, bot_id in self.db.execute(
+            "SELECT id, guild_id, name, permissions, position, bot_id FROM roles"
+        ):
+            if gid in self.guilds:
+                self.guilds[gid].roles[rid] = Role(rid, gid, name, int(perms), position, bot_id)
+        for gid, uid, rid in self.db.execute(
+            "SELECT guild_id, user_id, role_id FROM member_roles ORDER BY rowid"
+        ):
+            if gid in self.guilds:
+                self.guilds[gid].member_roles.setdefault(uid, []).append(rid)
+        for cid, app_id, gid, data in self.db.execute(
+            "SELECT id, application_id, guild_id, data FROM commands"
+        ):
+            self.commands[cid] = Command(cid, app_id, gid, json.loads(data))
 
     def close(self) -> None:
         self.db.close()
@@ -156,7 +205,15 @@ class Store:
     def max_id(self) -> int:
         """The largest id ever stored, so a restarted generator never reuses one."""
         best = 0
-        for table in ("users", "guilds", "channels", "messages", "attachments"):
+        for table in (
+            "users",
+            "guilds",
+            "channels",
+            "messages",
+            "attachments",
+            "roles",
+            "commands",
+        ):
             row = self.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()
             if row and row[0] is not None:
                 best = max(best, int(row[0]))
@@ -165,7 +222,18 @@ class Store:
     def wipe(self) -> None:
         """Delete everything except `meta` (the signing key survives a reset)."""
         self.aging.clear()
-        for table in ("users", "guilds", "members", "channels", "messages", "attachments", "aging"):
+        for table in (
+            "users",
+            "guilds",
+            "members",
+            "channels",
+            "messages",
+            "attachments",
+            "aging",
+            "roles",
+            "member_roles",
+            "commands",
+        ):
             self.db.execute(f"DELETE FROM {table}")
         self.db.commit()
         self._load()
@@ -202,9 +270,44 @@ class Store:
         )
         guild.members[user_id] = joined_ms
 
+    def put_role(self, role: Role) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO roles(id, guild_id, name, permissions, position, bot_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (role.id, role.guild_id, role.name, str(role.permissions), role.position, role.bot_id),
+        )
+        self.guilds[role.guild_id].roles[role.id] = role
+
+    def set_member_roles(self, guild: Guild, user_id: int, role_ids: list[int]) -> None:
+        """Replace a member's roles (the @everyone role is implicit and never listed)."""
+        self.db.execute(
+            "DELETE FROM member_roles WHERE guild_id = ? AND user_id = ?", (guild.id, user_id)
+        )
+        self.db.executemany(
+            "INSERT OR IGNORE INTO member_roles(guild_id, user_id, role_id) VALUES (?, ?, ?)",
+            [(guild.id, user_id, rid) for rid in role_ids],
+        )
+        guild.member_roles[user_id] = list(dict.fromkeys(role_ids))
+
+    def put_command(self, command: Command) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO commands(id, application_id, guild_id, data) "
+            "VALUES (?, ?, ?, ?)",
+            (command.id, command.application_id, command.guild_id, json.dumps(command.data)),
+        )
+        self.commands[command.id] = command
+
+    def delete_command(self, command_id: int) -> None:
+        self.db.execute("DELETE FROM commands WHERE id = ?", (command_id,))
+        self.commands.pop(command_id, None)
+
     def delete_guild(self, guild_id: int) -> None:
         for cid in [c.id for c in self.channels.values() if c.guild_id == guild_id]:
             self.delete_channel(cid)
+        for cmd in [c.id for c in self.commands.values() if c.guild_id == guild_id]:
+            self.delete_command(cmd)
+        self.db.execute("DELETE FROM roles WHERE guild_id = ?", (guild_id,))
+        self.db.execute("DELETE FROM member_roles WHERE guild_id = ?", (guild_id,))
         self.db.execute("DELETE FROM members WHERE guild_id = ?", (guild_id,))
         self.db.execute("DELETE FROM guilds WHERE id = ?", (guild_id,))
         self.guilds.pop(guild_id, None)
