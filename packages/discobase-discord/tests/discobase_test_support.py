@@ -31,6 +31,21 @@ def channel_named(emu: Emulator, name: str) -> Any | None:
     return None
 
 
+async def crash(db: discobase.Database) -> None:
+    """Stop as a killed process would: no close(), no final checkpoint, the writers' queues
+    dropped. The lease is released (with each table's last acknowledged commit), as if the
+    next writer came after it ran out; test_lease.py kills real processes for that part."""
+    for store in db._stores.values():
+        assert not store._queue  # every write was awaited: it is durable
+        if store._writer is not None:
+            store._writer.cancel()
+            await asyncio.gather(store._writer, return_exceptions=True)
+    await db._release()
+    db._stores.clear()
+    assert db.bot is not None
+    await db.bot.close()
+
+
 async def wait_until(predicate: Callable[[], bool], limit_s: float = 30.0) -> None:
     """Poll `predicate` (cheap, in-process) until it holds; fail after `limit_s` seconds."""
     async with asyncio.timeout(limit_s):

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 import pytest
-from discobase_test_support import TOKEN, MakeDb, channel_named
+from discobase_test_support import TOKEN, MakeDb, channel_named, crash
 
 import discobase
 from discobase_core.codec import armor, seal
@@ -31,19 +31,6 @@ async def opened(make_db: MakeDb, **kwargs: Any) -> tuple[discobase.Database, ty
     db.login_task(TOKEN)
     await db.wait_ready()
     return db, Item
-
-
-async def crash(db: discobase.Database) -> None:
-    """Stop as a killed process would (no close, no final checkpoint); the lease is given up
-    so the next writer need not wait for it to run out."""
-    for store in db._stores.values():
-        if store._writer is not None:
-            store._writer.cancel()
-            await asyncio.gather(store._writer, return_exceptions=True)
-    await db._release()  # with each table's last acknowledged commit
-    db._stores.clear()
-    assert db.bot is not None
-    await db.bot.close()
 
 
 def channel_id_of(db: discobase.Database, lane: int) -> int:

@@ -15,7 +15,7 @@ import random
 from typing import Any
 
 import pytest
-from discobase_test_support import TOKEN, MakeDb
+from discobase_test_support import TOKEN, MakeDb, crash
 
 import discobase
 import discobase._store
@@ -53,21 +53,6 @@ async def check(Item: type[Any], model: dict[int, dict[str, Any]], rng: random.R
         found = await Item.find(**query)
         assert [r.model_dump() for r in found] == expected(model, **query), query
         assert all(r.disco_id in model for r in found)
-
-
-async def crash(db: discobase.Database) -> None:
-    """Drop the connection as a killed process would: no close(), no final checkpoint. The
-    lease is released, as if the next writer came after it ran out (the lease's own crash
-    behaviour is tested with killed processes in test_lease.py)."""
-    for store in db._stores.values():
-        assert not store._queue  # every write was awaited: it is durable
-        if store._writer is not None:
-            store._writer.cancel()
-            await asyncio.gather(store._writer, return_exceptions=True)
-    await db._release()  # with each table's last acknowledged commit
-    db._stores.clear()
-    assert db.bot is not None
-    await db.bot.close()
 
 
 @pytest.mark.parametrize("seed", range(10))
