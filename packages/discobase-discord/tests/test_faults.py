@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from discobase_test_support import TOKEN, MakeDb
 
 import discobase
@@ -78,3 +79,82 @@ async def test_a_record_bigger_than_one_attachment_round_trips(make_db: MakeDb) 
     await reopened.wait_ready()
     found = await Again.find_unique(title="big")
     assert found.body == body
+
+
+SENDS = ["POST /channels/{channel_id}/messages"]
+
+
+async def reopened_titles(make_db: MakeDb) -> list[str]:
+    db = make_db()
+    Note = notes_table(db)
+    db.login_task(TOKEN)
+    await db.wait_ready()
+    titles = sorted(n.title for n in await Note.find())
+    await db.close()
+    return titles
+
+
+async def test_dropped_answers_are_retried_and_stored_once(emu: Emulator, make_db: MakeDb) -> None:
+    """Finding 5: a connection dropped after Discord stored the message (the client cannot
+    know) is retried with the same nonce, so it is stored once; a save that still fails
+    says it may have been stored, and saving the same record again stores it once."""
+    db = make_db()
+    Note = notes_table(db)
+    db.login_task(TOKEN)
+    await db.wait_ready()
+    await emu.control.faults(drop_after=0.3, drop_before=0.1, only_routes=SENDS, seed=7)
+    mark = await emu.control.mark()
+    notes = [Note(title=f"d{i}") for i in range(25)]
+    for note in notes:
+        failure = (await asyncio.gather(note.save(), return_exceptions=True))[0]
+        if isinstance(failure, discobase.DiscobaseError):
+            assert failure.details["maybe_stored"] is True
+            assert note.disco_id is not None  # kept: the retry reuses it
+            await note.save()  # what an app does on an uncertain failure
+    concurrent = [Note(title=f"g{i}") for i in range(30)]
+    results = await asyncio.gather(*(n.save() for n in concurrent), return_exceptions=True)
+    for note, result in zip(concurrent, results, strict=True):
+        if isinstance(result, BaseException):
+            assert isinstance(result, discobase.DiscobaseError)
+            await note.save()
+    metrics = await emu.control.metrics(mark)
+    await emu.control.faults()
+    assert metrics["faults"]["drop_after"] > 0
+    await db.close()
+    expected = sorted([f"d{i}" for i in range(25)] + [f"g{i}" for i in range(30)])
+    assert await reopened_titles(make_db) == expected
+
+
+async def test_a_save_whose_outcome_is_unknown_can_be_retried_without_a_duplicate(
+    emu: Emulator, make_db: MakeDb
+) -> None:
+    db = make_db()
+    Note = notes_table(db)
+    db.login_task(TOKEN)
+    await db.wait_ready()
+    await emu.control.faults(drop_after=1.0, only_routes=SENDS)  # stored, answer always lost
+    note = Note(title="once")
+    with pytest.raises(discobase.DiscobaseError) as caught:
+        await note.save()  # every answer is dropped: it cannot succeed
+    failure = caught.value
+    await emu.control.faults()
+    assert isinstance(failure, discobase.ConnectionFailedError)  # not aiohttp's own error
+    assert failure.details["maybe_stored"] is True
+    assert "may have been stored" in str(failure)
+    first_id = note.disco_id
+    await note.save()  # the app retries
+    assert note.disco_id == first_id
+    await db.close()
+    assert await reopened_titles(make_db) == ["once"]
+
+
+async def test_reads_ride_out_dropped_connections(emu: Emulator, make_db: MakeDb) -> None:
+    db = make_db()
+    Note = notes_table(db)
+    db.login_task(TOKEN)
+    await db.wait_ready()
+    for i in range(12):
+        await Note(title=f"r{i}").save()
+    await db.close()
+    await emu.control.faults(drop_before=0.2, drop_after=0.2, only_routes=["GET"], seed=3)
+    assert await reopened_titles(make_db) == sorted(f"r{i}" for i in range(12))

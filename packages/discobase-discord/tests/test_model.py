@@ -56,12 +56,15 @@ async def check(Item: type[Any], model: dict[int, dict[str, Any]], rng: random.R
 
 
 async def crash(db: discobase.Database) -> None:
-    """Drop the connection as a killed process would: no close(), no final checkpoint."""
+    """Drop the connection as a killed process would: no close(), no final checkpoint. The
+    lease is released, as if the next writer came after it ran out (the lease's own crash
+    behaviour is tested with killed processes in test_lease.py)."""
     for store in db._stores.values():
         assert not store._queue  # every write was awaited: it is durable
         if store._writer is not None:
             store._writer.cancel()
             await asyncio.gather(store._writer, return_exceptions=True)
+    await db._release()  # with each table's last acknowledged commit
     db._stores.clear()
     assert db.bot is not None
     await db.bot.close()

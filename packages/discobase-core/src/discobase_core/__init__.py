@@ -4,7 +4,8 @@
 - :mod:`discobase_core.hashing`: stable 64-bit keys (sha1; a canonical encoding for non-strings);
 - :mod:`discobase_core.index`: the paged open-addressing multimap hash index;
 - :mod:`discobase_core.codec`: record codec, versioned framing with a checksum, text armour;
-- :mod:`discobase_core.schema`: the self-describing table schema and change detection.
+- :mod:`discobase_core.schema`: the self-describing table schema and change detection;
+- :mod:`discobase_core.lease`: the single-writer lease, decided from messages alone.
 """
 
 from discobase_core.codec import FORMAT_VERSION, RecordCodec, armor, dearmor, seal, unseal
@@ -17,10 +18,14 @@ from discobase_core.errors import (
     DiscordUnavailableError,
     GuildNotFoundError,
     InvalidRecordError,
+    LeaseHeldError,
+    LeaseLostError,
     MultipleResultsError,
     NotFoundError,
     QueryError,
+    ReadOnlyError,
     RecordTooLargeError,
+    RecordUnreadableError,
     SchemaChangeError,
     UnsupportedTypeError,
 )
@@ -42,11 +47,15 @@ __all__ = [
     "GuildNotFoundError",
     "HashIndex",
     "InvalidRecordError",
+    "LeaseHeldError",
+    "LeaseLostError",
     "MultipleResultsError",
     "NotFoundError",
     "QueryError",
+    "ReadOnlyError",
     "RecordCodec",
     "RecordTooLargeError",
+    "RecordUnreadableError",
     "SchemaChangeError",
     "TableSchema",
     "UnsupportedTypeError",

@@ -18,7 +18,12 @@ mapping of structured facts (which table, which field, which page...) and an opt
     ├── MultipleResultsError           find_unique found several
     ├── ConnectionFailedError          bad token, login failure, API unreachable
     │   └── GuildNotFoundError
-    └── DiscordUnavailableError        5xx / 429 beyond retries
+    ├── DiscordUnavailableError        5xx / 429 beyond retries
+    ├── LeaseHeldError                 another writer holds the database's lease
+    ├── LeaseLostError                 this writer lost the lease (paused, cut off)
+    ├── ReadOnlyError                  a write through a read-only Database
+    └── RecordUnreadableError          (a DatabaseCorruptionError) records that are damaged
+                                       or gone, named by table, id and message
 """
 
 from __future__ import annotations
@@ -34,10 +39,14 @@ __all__ = [
     "DiscordUnavailableError",
     "GuildNotFoundError",
     "InvalidRecordError",
+    "LeaseHeldError",
+    "LeaseLostError",
     "MultipleResultsError",
     "NotFoundError",
     "QueryError",
+    "ReadOnlyError",
     "RecordTooLargeError",
+    "RecordUnreadableError",
     "SchemaChangeError",
     "UnsupportedTypeError",
 ]
@@ -156,3 +165,31 @@ class DiscordUnavailableError(DiscobaseError):
     """Discord answered 5xx or 429 beyond the retry budget."""
 
     code = "discord_unavailable"
+
+
+class LeaseHeldError(DiscobaseError):
+    """Another live writer holds the database's single-writer lease. details: ``holder``
+    (host:pid of the holder), ``expires_ms`` (Discord time it runs out unless renewed)."""
+
+    code = "lease_held"
+
+
+class LeaseLostError(DiscobaseError):
+    """This writer no longer holds the lease (it was paused or cut off past its expiry, and
+    another writer may have taken over); nothing more is acknowledged. details:
+    ``maybe_stored``."""
+
+    code = "lease_lost"
+
+
+class ReadOnlyError(DiscobaseError):
+    """A write through a Database opened with ``read_only=True``."""
+
+    code = "read_only"
+
+
+class RecordUnreadableError(DatabaseCorruptionError):
+    """Records a read needs are damaged or gone (a message deleted or edited by someone).
+    details: ``table``, ``ids`` (record ids), ``where`` (the message), ``reason``."""
+
+    code = "record_unreadable"

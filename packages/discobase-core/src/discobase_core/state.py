@@ -27,6 +27,7 @@ from discobase_core._varint import Reader, write_uvarint
 from discobase_core.codec import seal, unseal
 from discobase_core.errors import DatabaseCorruptionError
 from discobase_core.index import HashIndex
+from discobase_core.lease import Fence, is_fenced
 from discobase_core.log import MAX_BLOB_BYTES, Delete, LogBlock, Put
 from discobase_core.schema import TableSchema
 
@@ -79,6 +80,8 @@ class Manifest(BaseModel):
     directory_pages: tuple[int, ...]
     refs: dict[str, int]
     lanes: tuple[int, ...] = ()
+    #: (commits_from, cutoff_ms) of every writer term known, cutoff -1 while it holds the lease
+    fences: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -181,6 +184,7 @@ class TableState:
     next_commit: int = 1
     refs: dict[str, int] = field(default_factory=dict)
     lanes: tuple[int, ...] = ()  # channel ids of the lane threads (lane n is lanes[n - 1])
+    fences: list[Fence] = field(default_factory=list)  # see discobase_core.lease
     _dirty_directory: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -275,14 +279,17 @@ class TableState:
         """Apply the complete commits among `blocks`: (lane, message id, block) triples from
         any number of lanes, in any order (commits are numbered, and applied in order).
 
-        Returns the message ids of incomplete commits, which were never acknowledged and
-        are ignored.
+        Returns the message ids of incomplete commits and of fenced ones (written by a
+        writer past its lease), which were never acknowledged and are ignored.
         """
         ignored: list[int] = []
         pending: list[tuple[int, int, LogBlock]] = []
         for lane, message_id, block in sorted(blocks, key=lambda b: (b[2].commit, b[2].part, b[1])):
             # Even an ignored commit's number is spent: its nonces must never be reused.
             self.next_commit = max(self.next_commit, block.commit + 1)
+            if is_fenced(self.fences, block.commit, message_id):
+                ignored.append(message_id)  # a writer past its lease: never acknowledged
+                continue
             if pending and (block.commit != pending[0][2].commit or block.part != len(pending)):
                 ignored.extend(mid for _, mid, _ in pending)
                 pending = []
@@ -386,6 +393,9 @@ class TableState:
             directory_pages=tuple(sorted(self._directory_pages())),
             refs={key: refs[key] for key in current},
             lanes=self.lanes,
+            fences=tuple(
+                (f.commits_from, -1 if f.cutoff_ms is None else f.cutoff_ms) for f in self.fences
+            ),
         )
 
     def finish_checkpoint(
@@ -430,6 +440,9 @@ class TableState:
             next_commit=manifest.next_commit,
             refs=refs,
             lanes=manifest.lanes,
+            fences=[
+                Fence(start, None if cutoff < 0 else cutoff) for start, cutoff in manifest.fences
+            ],
         )
         for name in manifest.fields:
             count = manifest.index_pages.get(name, 0)

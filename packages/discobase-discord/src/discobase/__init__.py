@@ -25,17 +25,27 @@ from discobase_core.errors import (
     DiscobaseError,
     DiscordUnavailableError,
     GuildNotFoundError,
+    InvalidRecordError,
+    LeaseHeldError,
+    LeaseLostError,
     MultipleResultsError,
     NotFoundError,
     QueryError,
+    ReadOnlyError,
     RecordTooLargeError,
+    RecordUnreadableError,
     SchemaChangeError,
     UnsupportedTypeError,
 )
+from discobase_core.lease import LEASE_TTL_MS
+
+#: Seconds after which a writer that stopped renewing (crashed, paused) loses the lease.
+LEASE_TTL = LEASE_TTL_MS / 1000
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LEASE_TTL",
     "REQUIRED_PERMISSIONS",
     "ConnectionFailedError",
     "Database",
@@ -45,10 +55,15 @@ __all__ = [
     "DiscobaseError",
     "DiscordUnavailableError",
     "GuildNotFoundError",
+    "InvalidRecordError",
+    "LeaseHeldError",
+    "LeaseLostError",
     "MultipleResultsError",
     "NotFoundError",
     "QueryError",
+    "ReadOnlyError",
     "RecordTooLargeError",
+    "RecordUnreadableError",
     "SchemaChangeError",
     "Table",
     "UnsupportedTypeError",

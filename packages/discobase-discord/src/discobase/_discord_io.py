@@ -12,8 +12,9 @@ import asyncio
 import io
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import aiohttp
 import discord
 
 from discobase_core.errors import (
@@ -24,7 +25,7 @@ from discobase_core.errors import (
 )
 from discobase_core.log import MessagePlan, is_discobase_message, parse_file_name, read_blob
 
-__all__ = ["ChannelIO", "describe", "translate"]
+__all__ = ["ChannelIO", "describe", "retry_reads", "translate", "with_retries"]
 
 log = logging.getLogger("discobase")
 
@@ -75,33 +76,91 @@ def translate(exc: BaseException, doing: str) -> DiscobaseError:
             status=exc.status,
             code=exc.code,
         )
-    if isinstance(exc, OSError | asyncio.TimeoutError):
+    if isinstance(exc, OSError | asyncio.TimeoutError | aiohttp.ClientError):
         return ConnectionFailedError(f"cannot reach Discord while {doing}: {exc!r}")
     return DiscobaseError(f"unexpected failure while {doing}: {exc!r}")
 
 
 def _retryable(exc: BaseException) -> bool:
-    """Discord failing (5xx), or still rate limiting after discord.py's own five tries."""
-    return isinstance(exc, discord.DiscordServerError) or (
-        isinstance(exc, discord.HTTPException) and exc.status == 429
-    )
+    """Discord failing (5xx), still rate limiting after discord.py's own five tries, or the
+    connection dropping or timing out before an answer came."""
+    if isinstance(exc, discord.HTTPException):
+        return isinstance(exc, discord.DiscordServerError) or exc.status == 429
+    return isinstance(exc, aiohttp.ClientError | OSError | TimeoutError)
 
 
-async def _with_retries(doing: str, action: Callable[[], Awaitable[T]]) -> T:
-    """Run `action`, retrying Discord's 5xx and persistent 429 answers with a backoff (the
-    action must be idempotent: reads, or sends carrying a nonce)."""
+def _unanswered(exc: BaseException) -> bool:
+    """Whether Discord may have carried out a request that failed with `exc`: a 5xx, a
+    dropped connection or a timeout can come after the work was done; a 4xx cannot."""
+    if isinstance(exc, discord.HTTPException):
+        return exc.status >= 500
+    return isinstance(exc, aiohttp.ClientError | OSError | TimeoutError)
+
+
+async def with_retries(doing: str, action: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
+    """Run `action`, retrying 5xx and persistent 429 answers, dropped connections and
+    timeouts with a bounded backoff. The action must be idempotent: a read, or a send
+    carrying a nonce (Discord answers a repeated nonce with the message it already made).
+
+    A `write` that still fails raises an error whose `details["maybe_stored"]` says whether
+    Discord may have stored it (one of the tries may have landed before its answer was lost).
+    """
+    maybe_stored = False
     for attempt in range(_RETRY_ATTEMPTS):
         try:
             return await action()
-        except discord.HTTPException as exc:
+        except (discord.LoginFailure, discord.RateLimited) as exc:
+            raise _failed(exc, doing, write=write, maybe_stored=maybe_stored) from exc
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            maybe_stored = maybe_stored or _unanswered(exc)
             if not _retryable(exc) or attempt == _RETRY_ATTEMPTS - 1:
-                raise translate(exc, doing) from exc
-            delay = 0.5 * 2**attempt
-            log.warning("Discord answered %s while %s; retrying in %.1fs", exc.status, doing, delay)
+                raise _failed(exc, doing, write=write, maybe_stored=maybe_stored) from exc
+            delay = 0.25 * 2**attempt
+            log.warning("%s while %s; retrying in %.2fs", _short(exc), doing, delay)
             await asyncio.sleep(delay)
-        except (TimeoutError, discord.LoginFailure, discord.RateLimited, OSError) as exc:
-            raise translate(exc, doing) from exc
     raise AssertionError("unreachable")
+
+
+def retry_reads(http: Any) -> None:
+    """Make every GET a discord.py `HTTPClient` sends (logging in, the gateway URL, history,
+    guild data) ride out 5xx answers, dropped connections and timeouts like ours do;
+    discord.py itself retries only some 5xx. The last failure is re-raised as it was, so
+    discord.py's own handling (a 401 becoming LoginFailure) is unchanged."""
+    original: Callable[..., Awaitable[Any]] = http.request
+
+    async def request(route: discord.http.Route, *args: Any, **kwargs: Any) -> Any:
+        if route.method != "GET":
+            return await original(route, *args, **kwargs)
+        for attempt in range(_RETRY_ATTEMPTS):
+            try:
+                return await original(route, *args, **kwargs)
+            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                if not _retryable(exc) or attempt == _RETRY_ATTEMPTS - 1:
+                    raise
+                delay = 0.25 * 2**attempt
+                log.warning("%s on GET %s; retrying in %.2fs", _short(exc), route.path, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    http.request = request
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, discord.HTTPException):
+        return f"Discord answered {exc.status}"
+    return f"the request failed ({type(exc).__name__})"
+
+
+def _failed(exc: BaseException, doing: str, *, write: bool, maybe_stored: bool) -> DiscobaseError:
+    error = translate(exc, doing)
+    if write:
+        error.details["maybe_stored"] = maybe_stored
+        if maybe_stored:
+            error.message += (
+                "; the write may have been stored: retrying save() or update() on the same "
+                "record object is safe (it keeps its id, so it is never stored twice)"
+            )
+    return error
 
 
 def describe(message: discord.Message) -> tuple[str, int] | None:
@@ -109,6 +168,13 @@ def describe(message: discord.Message) -> tuple[str, int] | None:
     inline blob (only decoding its content says) or a foreign message."""
     parsed = parse_file_name(message.attachments[0].filename) if message.attachments else None
     return None if parsed is None else (parsed[0], parsed[1])
+
+
+def _downloader(message: discord.Message) -> Callable[[], Awaitable[list[bytes]]]:
+    async def download() -> list[bytes]:
+        return list(await asyncio.gather(*(a.read() for a in message.attachments)))
+
+    return download
 
 
 class ChannelIO:
@@ -129,6 +195,7 @@ class ChannelIO:
         return message.author.id == self.bot_id and is_discobase_message(message.content, names)
 
     async def send(self, plan: MessagePlan, *, nonce: str) -> discord.Message:
+        """Send one message; retried with the same nonce, so it is stored at most once."""
         files = [discord.File(io.BytesIO(data), filename=name) for name, data in plan.files]
 
         async def action() -> discord.Message:
@@ -142,13 +209,30 @@ class ChannelIO:
                 silent=True,
             )
 
-        return await _with_retries(f"writing to #{self.channel.name}", action)
+        return await with_retries(f"writing to #{self.channel.name}", action, write=True)
 
     async def fetch(self, message_id: int) -> discord.Message:
-        return await _with_retries(
+        return await with_retries(
             f"reading {self.where(message_id)}",
             lambda: self.channel.fetch_message(message_id),
         )
+
+    async def delete(self, message_ids: list[int]) -> None:
+        """Delete our own messages (best effort is the caller's choice)."""
+        for message_id in message_ids:
+            partial = self.channel.get_partial_message(message_id)
+            await with_retries(f"deleting {self.where(message_id)}", partial.delete)
+
+    async def bulk_delete(self, message_ids: list[int]) -> None:
+        """Delete up to 100 of our messages younger than 14 days in one request."""
+        channel = self.channel
+        messages = [discord.Object(id=mid) for mid in message_ids]
+        for start in range(0, len(messages), 100):
+            chunk = messages[start : start + 100]
+            await with_retries(
+                f"deleting {len(chunk)} messages in #{channel.name}",
+                lambda chunk=chunk: channel.delete_messages(chunk),  # type: ignore[misc]
+            )
 
     async def read(self, message: discord.Message) -> bytes:
         """The sealed blob `message` holds (downloading its attachments)."""
@@ -157,15 +241,14 @@ class ChannelIO:
             return read_blob(message.content, [], where=where)
         for attempt in range(2):
             try:
-                datas = await asyncio.gather(*(a.read() for a in message.attachments))
-            except (discord.NotFound, discord.Forbidden):
-                if attempt:
+                datas = await with_retries(f"downloading {where}", _downloader(message))
+            except DiscobaseError as exc:
+                cause = exc.__cause__
+                if attempt or not isinstance(cause, discord.NotFound | discord.Forbidden):
                     raise
                 # Signed attachment URLs expire; a fresh copy of the message has fresh ones.
                 message = await self.fetch(message.id)
                 continue
-            except (discord.HTTPException, OSError) as exc:
-                raise translate(exc, f"downloading {where}") from exc
             names = [a.filename for a in message.attachments]
             return read_blob("", list(zip(names, datas, strict=True)), where=where)
         raise AssertionError("unreachable")
@@ -178,8 +261,25 @@ class ChannelIO:
             history = self.channel.history(limit=self.PAGE, after=after, oldest_first=True)
             return [message async for message in history]
 
-        return await _with_retries(f"reading history of #{self.channel.name}", action)
+        return await with_retries(f"reading history of #{self.channel.name}", action)
 
-    def history(self) -> AsyncIterator[discord.Message]:
-        """Every message, newest first (100 per request)."""
-        return self.channel.history(limit=None)
+    async def page_before(self, message_id: int | None) -> list[discord.Message]:
+        """Up to 100 messages before `message_id` (None: the newest), newest first."""
+
+        async def action() -> list[discord.Message]:
+            before = None if message_id is None else discord.Object(id=message_id)
+            history = self.channel.history(limit=self.PAGE, before=before)
+            return [message async for message in history]
+
+        return await with_retries(f"reading history of #{self.channel.name}", action)
+
+    async def history(self) -> AsyncIterator[discord.Message]:
+        """Every message, newest first (100 per request, each request retried)."""
+        before: int | None = None
+        while True:
+            page = await self.page_before(before)
+            for message in page:
+                yield message
+            if len(page) < self.PAGE:
+                return
+            before = page[-1].id

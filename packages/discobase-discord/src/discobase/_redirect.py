@@ -1,20 +1,22 @@
-"""Pointing discord.py at another Discord API, such as the discobase emulator.
+"""Pointing one discord.py client at another Discord API, such as the discobase emulator.
 
-discord.py reads its REST base from `discord.http.Route.BASE` whenever it builds a request and
-its gateway from `DiscordWebSocket.DEFAULT_GATEWAY` when it connects, so setting both class
-attributes redirects every client in the process. This package does not depend on the
-emulator (the emulator ships the same helper for its own tests).
+discord.py builds each REST URL from the class attribute `Route.BASE` and connects to the
+gateway at `DiscordWebSocket.DEFAULT_GATEWAY` (until READY names a resume URL). Setting those
+class attributes would redirect every client in the process, and restoring them out of order
+would send a later client to the real Discord. So the redirect is per client instead: its
+`HTTPClient` rewrites the URL of each request it makes and of each gateway connection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import discord.gateway
 import discord.http
 import yarl
 
-__all__ = ["point_discord_at", "split_api_url"]
+__all__ = ["route_client", "split_api_url"]
 
 
 def split_api_url(api_url: str) -> tuple[str, str]:
@@ -30,16 +32,24 @@ def split_api_url(api_url: str) -> tuple[str, str]:
     return f"{root}/api/v10", gateway
 
 
-def point_discord_at(api_url: str) -> Callable[[], None]:
-    """Redirect discord.py to `api_url`; returns a function that undoes it."""
+def route_client(http: Any, api_url: str) -> None:
+    """Make the discord.py `HTTPClient` `http` talk to `api_url` instead of Discord."""
     rest, gateway = split_api_url(api_url)
-    old_rest = discord.http.Route.BASE
-    old_gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    discord.http.Route.BASE = rest
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
+    request: Callable[..., Awaitable[Any]] = http.request
+    ws_connect: Callable[..., Awaitable[Any]] = http.ws_connect
+    discord_gateway = discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
 
-    def restore() -> None:
-        discord.http.Route.BASE = old_rest
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = old_gateway
+    async def routed_request(route: discord.http.Route, *args: Any, **kwargs: Any) -> Any:
+        base = discord.http.Route.BASE
+        if route.url.startswith(base):
+            route.url = rest + route.url[len(base) :]
+        return await request(route, *args, **kwargs)
 
-    return restore
+    async def routed_ws_connect(url: str, *args: Any, **kwargs: Any) -> Any:
+        target = yarl.URL(url)
+        if target.host == discord_gateway.host:
+            url = str(yarl.URL(gateway).with_query(target.query))
+        return await ws_connect(url, *args, **kwargs)
+
+    http.request = routed_request
+    http.ws_connect = routed_ws_connect

@@ -12,6 +12,13 @@ Discord lets a bot send about 5 messages per 5 s per channel, so commits take tu
 several lanes: the table channel and threads of it (threads do not count towards a server's
 500 channels). Commits are numbered; replay merges the lanes by commit number.
 Checkpoints always go to the table channel.
+
+Only the holder of the database's lease writes (discobase/_lease.py): ids and commit numbers
+come from its reservation, every nonce names its term, and a commit is acknowledged only
+when its messages are stamped inside the lease. Readers ignore what a writer sent after its
+lease ran out (fences). Damage is contained: a damaged checkpoint falls back to an older one
+and the log, a lost lane thread or message makes only its own records unreadable, and each
+is named (table, record ids, message) when a read needs it.
 """
 
 from __future__ import annotations
@@ -33,9 +40,20 @@ from discobase_core.errors import (
     DatabaseTableError,
     DiscobaseError,
     NotFoundError,
+    ReadOnlyError,
     RecordTooLargeError,
+    RecordUnreadableError,
 )
 from discobase_core.hashing import FieldHasher, canonical_bytes, value_key
+from discobase_core.lease import (
+    COMMIT_BLOCK,
+    RID_BLOCK,
+    Fence,
+    LeaseView,
+    TableMark,
+    is_fenced,
+    merge_fences,
+)
 from discobase_core.log import (
     MAX_RECORD_BYTES,
     Delete,
@@ -50,6 +68,7 @@ from discobase_core.schema import TableSchema, check_compatible
 from discobase_core.state import TableState, read_checkpoint, read_pages
 
 if TYPE_CHECKING:
+    from discobase._lease import Lease
     from discobase.table import Table
 
 __all__ = ["CHECKPOINT_EVERY", "TableStore"]
@@ -109,6 +128,14 @@ class _BlockCache:
         return payloads
 
 
+def _maybe_sent(exc: BaseException) -> bool:
+    """Whether a failed commit may have reached Discord (a send whose answer was lost, or
+    a cancellation in the middle of one), as opposed to failing before anything was sent."""
+    if isinstance(exc, DiscobaseError):
+        return bool(exc.details.get("maybe_stored"))
+    return not isinstance(exc, Exception)
+
+
 def _weight(payloads: _Payloads) -> int:
     return sum(len(p) for p in payloads if p is not None) + 16 * len(payloads)
 
@@ -117,14 +144,22 @@ class TableStore(Generic[R]):
     """The storage of one table; see the module docstring."""
 
     def __init__(
-        self, model: type[R], name: str, channel_io: ChannelIO, *, cache_bytes: int, lanes: int = 4
+        self,
+        model: type[R],
+        name: str,
+        channel_io: ChannelIO,
+        *,
+        cache_bytes: int,
+        lanes: int = 4,
+        lease: Lease | None = None,
     ) -> None:
         self.model = model
         self.name = name
         self.io = channel_io  # lane 0, the table channel: checkpoints live here
-        self.ios: list[ChannelIO] = [channel_io]
+        self.ios: list[ChannelIO | None] = [channel_io]  # None: a lane thread that is gone
         self.lane_count = max(1, lanes)
         self._next_lane = 0
+        self.lease = lease  # None: this store only reads
         self.hasher: FieldHasher[R] = FieldHasher(model)
         self.codec: RecordCodec[R] = RecordCodec(model, table=name)
         self.schema = TableSchema.from_model(name, model)
@@ -139,55 +174,108 @@ class TableStore(Generic[R]):
         self._tail_messages = 0
         self._wrote = False  # a database that only read leaves the channel as it found it
         self.notes: list[str] = []
+        self.damage: list[str] = []  # what opening found damaged or missing, for people
+        # The writer's term: its first commit number, reservations and last acknowledged.
+        self.commits_from = 0
+        self.rids_to = 0
+        self.commits_to = 0
+        self.acked = 0
+
+    @property
+    def read_only(self) -> bool:
+        return self.lease is None
+
+    def _damaged(self, what: str) -> None:
+        log.error("table %s: %s", self.name, what)
+        self.damage.append(what)
 
     # -- opening ---------------------------------------------------------------------------
 
-    async def open(self) -> None:
-        """Load the latest checkpoint, replay the log after it (in every lane), reconcile
-        the schema, and make sure the table has its lanes."""
-        tail, checkpoint = await self._scan_table_channel()
-        if checkpoint is not None:
-            await self._load_checkpoint(*checkpoint)
-        floor = self.state.next_commit if checkpoint is not None else 0
+    async def open(self, view: LeaseView) -> None:
+        """Load the latest readable checkpoint, replay the log after it (in every lane,
+        ignoring what writers sent past their lease), reconcile the schema, and, as the
+        writer, take this term's reservations and make sure the table has its lanes."""
+        fences = view.fences(self.name)
+        tail, checkpoint = await self._scan_table_channel(fences)
+        self.state.fences = merge_fences(self.state.fences, fences)
+        floor = self.state.next_commit if checkpoint else 0
         await self._resolve_lanes()
         for lane, channel_io in enumerate(self.ios[1:], start=1):
-            tail += await self._lane_tail(lane, channel_io, floor)
+            if channel_io is not None:
+                tail += await self._lane_tail(lane, channel_io, floor)
         await self._replay(tail)
+        self._check_acknowledged(view)
         changed = self._reconcile_schema()
+        if self.lease is None:
+            return
+        before = self.state.fences
+        rids, commits = view.reserved(self.name)
+        self.state.next_rid = max(self.state.next_rid, rids)
+        self.state.next_commit = max(self.state.next_commit, commits)
+        self.commits_from = self.state.next_commit
+        self.state.fences = merge_fences(before, [Fence(self.commits_from, None)])
         added = await self._ensure_lanes()
-        if checkpoint is None or changed or added:
+        if not checkpoint or changed or added or self.state.fences != before or tail:
             await self._checkpoint()
         self._writer = asyncio.create_task(self._write_loop(), name=f"discobase-writer-{self.name}")
 
-    async def _scan_table_channel(self) -> tuple[_Tail, tuple[discord.Message, bytes] | None]:
-        """The log messages newer than the latest checkpoint, and that checkpoint."""
+    async def _scan_table_channel(
+        self, fences: Sequence[Fence]
+    ) -> tuple[_Tail, discord.Message | None]:
+        """The log messages newer than the latest readable checkpoint, and that checkpoint
+        (loaded into the state). A damaged checkpoint is named and skipped: the older one
+        and the log since then give the same state."""
         tail: _Tail = []
         foreign = 0
         async for message in self.io.history():
             if not self.io.is_ours(message):
                 foreign += 1
                 continue
-            named = describe(message)
-            blob: bytes | None = None
-            if named is None:
-                blob = await self.io.read(message)
-                kind, _ = unseal(blob, where=self.io.where(message.id))
-            else:
-                kind = named[0]
+            where = self.io.where(message.id)
+            try:
+                kind, commit, blob = await self._kind_of(self.io, message)
+            except DatabaseCorruptionError as exc:
+                self._damaged(f"skipped a damaged message: {exc.message}")
+                continue
+            if is_fenced(fences, commit, message.id):
+                continue  # written by a writer past its lease: never acknowledged
             if kind == "ckpt":
-                return tail, (message, blob or await self.io.read(message))
+                try:
+                    await self._load_checkpoint(message, blob or await self.io.read(message))
+                except DatabaseCorruptionError as exc:
+                    self._damaged(f"checkpoint {where} is unreadable, using an older one: {exc}")
+                    continue
+                return tail, message
             if kind == "log":
                 tail.append((0, message, blob))
             elif kind != "pages":
                 raise DatabaseCorruptionError(
-                    f"{self.io.where(message.id)} holds a {kind!r} blob this version of "
-                    "discobase does not know; was it written by a newer version?",
-                    where=self.io.where(message.id),
+                    f"{where} holds a {kind!r} blob this version of discobase does not know; "
+                    "was it written by a newer version?",
+                    where=where,
                     reason="unknown kind",
                 )
         if foreign:
             log.info("table %s: ignored %d foreign messages in its channel", self.name, foreign)
         return tail, None
+
+    @staticmethod
+    async def _kind_of(
+        channel_io: ChannelIO, message: discord.Message
+    ) -> tuple[str, int, bytes | None]:
+        """(kind, commit, blob if it had to be read) of one of our messages."""
+        named = describe(message)
+        if named is not None:
+            return named[0], named[1], None
+        blob = await channel_io.read(message)
+        where = channel_io.where(message.id)
+        kind, _ = unseal(blob, where=where)
+        commit = 0
+        if kind == "log":
+            commit = decode_block(blob, where=where)[0].commit
+        elif kind == "ckpt":  # its manifest's next commit is one past its own
+            commit = read_checkpoint(blob, where=where)[0].next_commit - 1
+        return kind, commit, blob
 
     async def _lane_tail(self, lane: int, channel_io: ChannelIO, floor: int) -> _Tail:
         """The log messages of a lane thread from commit `floor` on (newest first)."""
@@ -195,19 +283,12 @@ class TableStore(Generic[R]):
         async for message in channel_io.history():
             if not channel_io.is_ours(message):
                 continue
-            named = describe(message)
-            blob: bytes | None = None
-            if named is None:
-                blob = await channel_io.read(message)
-                kind, _ = unseal(blob, where=channel_io.where(message.id))
-                commit = (
-                    decode_block(blob, where=channel_io.where(message.id))[0].commit
-                    if kind == "log"
-                    else 0
-                )
-            else:
-                kind, commit = named
-            if kind != "log":
+            try:
+                kind, commit, blob = await self._kind_of(channel_io, message)
+            except DatabaseCorruptionError as exc:
+                self._damaged(f"skipped a damaged message in lane {lane}: {exc.message}")
+                continue
+            if kind != "log" or is_fenced(self.state.fences, commit, message.id):
                 continue
             if commit < floor:
                 break  # a lane's commits only grow: everything older is in the checkpoint
@@ -215,28 +296,27 @@ class TableStore(Generic[R]):
         return tail
 
     async def _resolve_lanes(self) -> None:
-        """ChannelIOs for the lane threads the checkpoint names."""
+        """ChannelIOs for the lane threads the checkpoint names (None for one that is gone:
+        its records are unreadable, the others are not)."""
         guild = self.io.channel.guild
-        for thread_id in self.state.lanes[len(self.ios) - 1 :]:
+        for number, thread_id in enumerate(self.state.lanes[len(self.ios) - 1 :], start=1):
             thread = guild.get_thread(thread_id)
             if thread is None:
                 try:
                     fetched = await guild.fetch_channel(thread_id)
                 except discord.NotFound:
-                    raise DatabaseCorruptionError(
-                        f"lane thread {thread_id} of table {self.name} is gone (deleted?); "
-                        "the records written to it are missing",
-                        where=f"thread {thread_id}",
-                        reason="missing lane",
-                    ) from None
+                    self._damaged(
+                        f"lane thread {thread_id} (lane {number}) is gone (deleted?); the "
+                        "records stored in it are unreadable"
+                    )
+                    self.ios.append(None)
+                    continue
                 except discord.HTTPException as exc:
                     raise translate(exc, f"opening lane {thread_id} of {self.name}") from exc
                 if not isinstance(fetched, discord.Thread):
-                    raise DatabaseCorruptionError(
-                        f"lane {thread_id} of table {self.name} is not a thread",
-                        where=f"channel {thread_id}",
-                        reason="bad lane",
-                    )
+                    self._damaged(f"lane {thread_id} is not a thread; its records are unreadable")
+                    self.ios.append(None)
+                    continue
                 thread = fetched
             self.ios.append(ChannelIO(thread, bot_id=self.io.bot_id))
 
@@ -246,7 +326,7 @@ class TableStore(Generic[R]):
         if not isinstance(channel, discord.TextChannel):
             return False
         created = False
-        while len(self.ios) < self.lane_count:
+        while sum(io is not None for io in self.ios) < self.lane_count:
             number = len(self.ios)
             try:
                 thread = await channel.create_thread(
@@ -270,7 +350,16 @@ class TableStore(Generic[R]):
 
         async def load(mid: int) -> None:
             async with semaphore:
-                other = await self.io.fetch(mid)
+                try:
+                    other = await self.io.fetch(mid)
+                except DiscobaseError as exc:
+                    if isinstance(exc.__cause__, discord.NotFound):
+                        raise DatabaseCorruptionError(
+                            f"page message {mid} of the checkpoint is gone",
+                            where=self.io.where(mid),
+                            reason="missing message",
+                        ) from None
+                    raise
                 data = await self.io.read(other)
             kind, _ = unseal(data, where=self.io.where(mid))
             if kind == "ckpt":
@@ -284,27 +373,48 @@ class TableStore(Generic[R]):
     async def _replay(self, tail: _Tail) -> None:
         semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
 
-        async def blob_of(lane: int, message: discord.Message, blob: bytes | None) -> bytes:
-            if blob is not None:
-                return blob
-            async with semaphore:
-                return await self.ios[lane].read(message)
+        async def block_of(
+            lane: int, message: discord.Message, blob: bytes | None
+        ) -> LogBlock | None:
+            channel_io = self.ios[lane]
+            assert channel_io is not None
+            try:
+                if blob is None:
+                    async with semaphore:
+                        blob = await channel_io.read(message)
+                return decode_block(blob, where=channel_io.where(message.id))[0]
+            except DatabaseCorruptionError as exc:
+                self._damaged(f"a log message after the checkpoint is unreadable: {exc}")
+                return None
 
-        blobs = await asyncio.gather(*(blob_of(*item) for item in tail))
-        blocks: list[tuple[int, int, LogBlock]] = []
-        for (lane, message, _), blob in zip(tail, blobs, strict=True):
-            block, _ = decode_block(blob, where=self.ios[lane].where(message.id))
-            blocks.append((lane, message.id, block))
+        decoded = await asyncio.gather(*(block_of(*item) for item in tail))
+        blocks = [
+            (lane, message.id, block)
+            for (lane, message, _), block in zip(tail, decoded, strict=True)
+            if block is not None
+        ]
         ignored = self.state.replay(blocks)
         if ignored:
             log.warning(
-                "table %s: ignored %d messages of unfinished commits (never acknowledged)",
+                "table %s: ignored %d messages of unfinished or fenced commits (never "
+                "acknowledged)",
                 self.name,
                 len(ignored),
             )
         for _, message_id, block in blocks:
             self._cache.put(message_id, block)
         self._tail_messages = len(blocks)
+
+    def _check_acknowledged(self, view: LeaseView) -> None:
+        """Writers report their last acknowledged commit in the lease: a commit the log no
+        longer holds was deleted by someone, and its writes are lost or reverted."""
+        for term, acked in view.acked(self.name):
+            if acked >= self.state.next_commit:
+                self._damaged(
+                    f"commits {self.state.next_commit}..{acked} acknowledged by writer term "
+                    f"{term} are missing from the log (messages deleted?): the records they "
+                    "saved are lost and the updates they made are reverted"
+                )
 
     def _reconcile_schema(self) -> bool:
         """Check the stored schema against the class; apply allowed changes. True if changed."""
@@ -322,6 +432,26 @@ class TableStore(Generic[R]):
         self.state.table_schema = self.schema
         return True
 
+    # -- the lease -------------------------------------------------------------------------
+
+    def mark(self) -> TableMark:
+        """What this table reports in the next lease beat, reserving ids and commit
+        numbers ahead (the writer never uses any beyond a landed beat's reservation)."""
+        if self.state.next_rid + RID_BLOCK // 2 > self.rids_to:
+            self.rids_to = self.state.next_rid + RID_BLOCK
+        if self.state.next_commit + COMMIT_BLOCK // 2 > self.commits_to:
+            self.commits_to = self.state.next_commit + COMMIT_BLOCK
+        return TableMark(self.rids_to, self.commits_to, self.commits_from, self.acked)
+
+    def _writer_lease(self) -> Lease:
+        if self.lease is None:
+            raise ReadOnlyError(
+                f"table {self.name} is open read-only",
+                hint="open the Database without read_only=True to write",
+                table=self.name,
+            )
+        return self.lease
+
     # -- writing ---------------------------------------------------------------------------
 
     def _keys(self, record: R) -> tuple[int, ...]:
@@ -329,6 +459,8 @@ class TableStore(Generic[R]):
         return tuple(keys[name] for name in self.state.fields)
 
     def _enqueue(self, op: _Op) -> asyncio.Future[int]:
+        lease = self._writer_lease()
+        lease.check()
         if self._closing or self._writer is None or self._writer.done():
             raise DatabaseTableError(
                 f"table {self.name} is closed", hint="open the database again to write"
@@ -343,7 +475,11 @@ class TableStore(Generic[R]):
         return rid in self.state or rid in self._pending_rids
 
     def put(self, record: R, *, new: bool) -> asyncio.Future[int]:
-        """Queue a write of `record` (encoded and checked now); the future gives its id."""
+        """Queue a write of `record` (encoded and checked now); the future gives its id.
+
+        A record whose earlier write failed with its outcome unknown keeps its id, so
+        writing it again stores it once whichever way the first attempt went."""
+        self._writer_lease()
         payload = self.codec.encode(record)
         if len(payload) > MAX_RECORD_BYTES - 1024:
             raise RecordTooLargeError(
@@ -357,16 +493,18 @@ class TableStore(Generic[R]):
         rid = record.disco_id
         if rid is None:
             rid = self.state.allocate_rid()
-        elif not new and not self.exists(rid):
+        elif not new and not record._disco_unsure and not self.exists(rid):
             raise NotFoundError(
                 f"{self.name} record {rid} does not exist (deleted?)", table=self.name, id=rid
             )
+        future = self._enqueue(_Op(Put(rid, keys, payload), record))
         record._disco_id = rid
-        return self._enqueue(_Op(Put(rid, keys, payload), record))
+        return future
 
     def delete(self, record: R) -> asyncio.Future[int]:
+        self._writer_lease()
         rid = record.disco_id
-        if rid is None or not self.exists(rid):
+        if rid is None or not (record._disco_unsure or self.exists(rid)):
             raise NotFoundError(
                 f"this {self.name} record is not stored (never saved, or already deleted)",
                 table=self.name,
@@ -388,16 +526,33 @@ class TableStore(Generic[R]):
         return batch
 
     def _nonce(self, channel_io: ChannelIO, commit: int, part: str) -> str:
-        raw = f"{channel_io.channel.id}:{commit}:{part}".encode()
+        """Unique per writer term, channel, commit and part: a retried send carries the
+        same nonce (Discord answers it with the message it already made), and no two
+        writers ever share one."""
+        term = self.lease.term if self.lease is not None else 0
+        raw = f"{term}:{channel_io.channel.id}:{commit}:{part}".encode()
         return hashlib.sha1(raw).hexdigest()[:25]
 
+    def _lane(self) -> int:
+        """The next live lane, round robin."""
+        for _ in range(len(self.ios)):
+            lane = self._next_lane
+            self._next_lane = (lane + 1) % len(self.ios)
+            if self.ios[lane] is not None:
+                return lane
+        return 0
+
     async def _commit(self, batch: list[_Op]) -> None:
-        commit = self.state.allocate_commit()
-        lane = self._next_lane
-        self._next_lane = (lane + 1) % len(self.ios)
+        lease = self._writer_lease()
+        lane = self._lane()
         channel_io = self.ios[lane]
+        assert channel_io is not None
         sent: list[tuple[int, LogBlock]] = []
         try:
+            await lease.ready_to_send()
+            commit = self.state.allocate_commit()
+            top = max(op.entry.rid for op in batch)
+            await lease.ensure(self.name, top, commit)
             planned = plan_commit(
                 [op.entry for op in batch], commit=commit, width=len(self.state.fields)
             )
@@ -406,17 +561,12 @@ class TableStore(Generic[R]):
                     plan, nonce=self._nonce(channel_io, commit, str(block.part))
                 )
                 sent.append((message.id, block))
+            late = [mid for mid, _ in sent if not lease.acknowledgeable(mid)]
+            if late:
+                await self._withdraw(channel_io, late)
+                raise lease.error(maybe_stored=True)
         except BaseException as exc:
-            for op in batch:
-                self._settle(op)
-                if (
-                    isinstance(op.entry, Put)
-                    and op.record is not None
-                    and not self.exists(op.entry.rid)
-                ):
-                    op.record._disco_id = None
-                if not op.future.done():
-                    op.future.set_exception(exc)
+            self._fail(batch, exc, attempted=bool(sent) or _maybe_sent(exc))
             if not isinstance(exc, Exception):
                 raise
             log.warning("table %s: a commit of %d writes failed: %s", self.name, len(batch), exc)
@@ -426,13 +576,39 @@ class TableStore(Generic[R]):
             self._cache.put(message_id, block)
         self._tail_messages += len(sent)
         self._wrote = True
+        self.acked = commit
+        lease.note_acked()
         for op in batch:
             self._settle(op)
-            deleted = isinstance(op.entry, Delete) and not self.exists(op.entry.rid)
-            if deleted and op.record is not None and op.record.disco_id == op.entry.rid:
-                op.record._disco_id = None
+            if op.record is not None and op.record.disco_id == op.entry.rid:
+                op.record._disco_unsure = False
+                if isinstance(op.entry, Delete) and not self.exists(op.entry.rid):
+                    op.record._disco_id = None
             if not op.future.done():
                 op.future.set_result(op.entry.rid)
+
+    def _fail(self, batch: list[_Op], exc: BaseException, *, attempted: bool) -> None:
+        """Fail every write of a commit. A write that may have been stored keeps its id on
+        its record, so the caller can write it again without storing it twice."""
+        maybe = attempted
+        for op in batch:
+            self._settle(op)
+            record = op.record
+            if isinstance(op.entry, Put) and record is not None and record.disco_id == op.entry.rid:
+                if maybe:
+                    record._disco_unsure = True
+                elif not self.exists(op.entry.rid):
+                    record._disco_id = None
+            if not op.future.done():
+                op.future.set_exception(exc)
+
+    async def _withdraw(self, channel_io: ChannelIO, message_ids: list[int]) -> None:
+        """Delete messages sent after the lease ran out (best effort: readers ignore them
+        anyway once another writer fenced this one off)."""
+        try:
+            await channel_io.delete(message_ids)
+        except DiscobaseError as exc:
+            log.warning("table %s: could not withdraw late messages: %s", self.name, exc)
 
     def _settle(self, op: _Op) -> None:
         rid = op.entry.rid
@@ -443,7 +619,10 @@ class TableStore(Generic[R]):
             self._pending_rids.pop(rid, None)
 
     async def _checkpoint(self) -> None:
+        lease = self._writer_lease()
+        await lease.ready_to_send()
         commit = self.state.allocate_commit()
+        await lease.ensure(self.name, self.state.next_rid - 1, commit)
         plan = self.state.plan_checkpoint()
         page_ids: list[int] = []
         for number, blob in enumerate(plan.page_blobs):
@@ -456,6 +635,9 @@ class TableStore(Generic[R]):
         message = await self.io.send(
             plan_blob("ckpt", final, commit=commit), nonce=self._nonce(self.io, commit, "ckpt")
         )
+        if not lease.acknowledgeable(message.id):
+            await self._withdraw(self.io, [*page_ids, message.id])
+            raise lease.error(maybe_stored=True)
         self.state.finish_checkpoint(plan, page_ids, message.id)
         self._tail_messages = 0
         log.debug("table %s: checkpoint in message %d", self.name, message.id)
@@ -481,6 +663,8 @@ class TableStore(Generic[R]):
         self._wakeup.set()
         if self._writer is not None:
             await self._writer
+        if self.lease is None or self.lease.lost is not None:
+            return
         if self._wrote and self._tail_messages and self.state.dirty():
             try:
                 await self._checkpoint()
@@ -491,18 +675,25 @@ class TableStore(Generic[R]):
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _load_blocks(self, wanted: set[tuple[int, int]]) -> dict[int, _Payloads]:
+    async def _load_blocks(
+        self, wanted: set[tuple[int, int]]
+    ) -> tuple[dict[int, _Payloads], dict[int, str]]:
         """The log blocks of the `wanted` (lane, message id) pairs, by message id: from the
         cache, or read a history page (up to 100 messages, one request) at a time, so never
         more requests than messages, and records saved one by one are read 100 messages per
-        request. Inline blocks that come along in a page are cached too."""
+        request. Inline blocks that come along in a page are cached too.
+
+        Also returns, by message id, why a wanted block cannot be read (gone or damaged)."""
         found: dict[int, _Payloads] = {}
+        failed: dict[int, str] = {}
         others: dict[int, asyncio.Future[_Payloads]] = {}
         mine: dict[int, set[int]] = {}  # lane -> message ids this call reads
         for lane, message_id in wanted:
             cached = self._cache.get(message_id)
             if cached is not None:
                 found[message_id] = cached
+            elif self.ios[lane] is None:
+                failed[message_id] = f"lane {lane} of table {self.name} is gone (deleted?)"
             elif message_id in self._loading:
                 others[message_id] = self._loading[message_id]
             else:
@@ -513,24 +704,25 @@ class TableStore(Generic[R]):
         try:
             for lane, pending in mine.items():
                 channel_io = self.ios[lane]
+                assert channel_io is not None
                 while pending:
                     page = await channel_io.page_after(min(pending) - 1)
-                    for message, block in await self._blocks_of(channel_io, page, pending):
+                    blocks, damaged = await self._blocks_of(channel_io, page, pending)
+                    for message, block in blocks:
                         payloads = self._cache.put(message.id, block)
                         if message.id in pending:
                             pending.discard(message.id)
                             found[message.id] = payloads
                             futures[message.id].set_result(payloads)
+                    for message_id, why in damaged.items():
+                        pending.discard(message_id)
+                        failed[message_id] = why
                     last = page[-1].id if len(page) == channel_io.PAGE else None
                     missing = {mid for mid in pending if last is None or mid <= last}
-                    if missing:
-                        where = channel_io.where(min(missing))
-                        raise DatabaseCorruptionError(
-                            f"{where} holds records of table {self.name} but is gone "
-                            "(deleted by someone?)",
-                            hint="discobase never deletes its log messages; restore from an export",
-                            where=where,
-                            reason="missing message",
+                    for message_id in missing:
+                        pending.discard(message_id)
+                        failed[message_id] = (
+                            f"{channel_io.where(message_id)} is gone (deleted by someone?)"
                         )
         except BaseException as exc:
             for future in futures.values():
@@ -539,40 +731,68 @@ class TableStore(Generic[R]):
                     future.exception()  # retrieved: the waiters re-raise it
             raise
         finally:
-            for mid in futures:
+            for mid, future in futures.items():
                 self._loading.pop(mid, None)
-        for mid, future in others.items():
-            found[mid] = await future
-        return found
+                if not future.done():
+                    future.set_exception(
+                        RecordUnreadableError(failed.get(mid, "unreadable"), table=self.name)
+                    )
+                    future.exception()
+        for mid, other in others.items():
+            try:
+                found[mid] = await other
+            except RecordUnreadableError as exc:
+                failed[mid] = exc.message
+        return found, failed
 
     async def _blocks_of(
         self, channel_io: ChannelIO, page: Sequence[discord.Message], wanted: set[int]
-    ) -> list[tuple[discord.Message, LogBlock]]:
-        """Decode the log blocks of a history page: every wanted one, and the inline ones."""
+    ) -> tuple[list[tuple[discord.Message, LogBlock]], dict[int, str]]:
+        """Decode the log blocks of a history page: every wanted one, and the inline ones
+        (damage in those only matters if they are wanted)."""
         chosen: list[tuple[discord.Message, bytes | None]] = []
         for message in page:
             if not channel_io.is_ours(message):
                 continue
             named = describe(message)
-            if named is None:  # inline: decoding costs nothing but CPU
-                blob = await channel_io.read(message)
-                if unseal(blob, where=channel_io.where(message.id))[0] == "log":
-                    chosen.append((message, blob))
-            elif named[0] == "log" and message.id in wanted:
+            if named is None or (
+                named[0] == "log" and message.id in wanted
+            ):  # inline: decoding costs nothing but CPU
                 chosen.append((message, None))
         semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
 
-        async def blob_of(message: discord.Message, blob: bytes | None) -> bytes:
-            if blob is not None:
-                return blob
-            async with semaphore:
-                return await channel_io.read(message)
+        async def block_of(message: discord.Message) -> LogBlock | str | None:
+            where = channel_io.where(message.id)
+            try:
+                async with semaphore:
+                    blob = await channel_io.read(message)
+                if unseal(blob, where=where)[0] != "log":
+                    return None
+                return decode_block(blob, where=where)[0]
+            except DatabaseCorruptionError as exc:
+                return exc.message
 
-        blobs = await asyncio.gather(*(blob_of(m, b) for m, b in chosen))
-        return [
-            (message, decode_block(blob, where=channel_io.where(message.id))[0])
-            for (message, _), blob in zip(chosen, blobs, strict=True)
-        ]
+        decoded = await asyncio.gather(*(block_of(m) for m, _ in chosen))
+        blocks: list[tuple[discord.Message, LogBlock]] = []
+        damaged: dict[int, str] = {}
+        for (message, _), result in zip(chosen, decoded, strict=True):
+            if isinstance(result, LogBlock):
+                blocks.append((message, result))
+            elif isinstance(result, str) and message.id in wanted:
+                damaged[message.id] = result
+        return blocks, damaged
+
+    def _unreadable(self, rids: Sequence[int], where: str, why: str) -> RecordUnreadableError:
+        shown = ", ".join(map(str, rids[:20])) + (" ..." if len(rids) > 20 else "")
+        return RecordUnreadableError(
+            f"{self.name} record{'s' if len(rids) > 1 else ''} {shown} cannot be read: {why}",
+            hint="the other records are unaffected; `discobase check` lists every damaged "
+            "record, and saving a record again (record.update()) rewrites it",
+            table=self.name,
+            ids=list(rids),
+            where=where,
+            reason=why,
+        )
 
     async def find(self, query: Mapping[str, Any], *, limit: int | None = None) -> list[R]:
         """Records matching every (field, value) of `query`, oldest first."""
@@ -585,17 +805,24 @@ class TableStore(Generic[R]):
         for start in range(0, len(rids), step):
             chunk = [(rid, self.state.location(rid)) for rid in rids[start : start + step]]
             located = [(rid, loc) for rid, loc in chunk if loc is not None]
-            blocks = await self._load_blocks({(loc.lane, loc.message_id) for _, loc in located})
+            blocks, failed = await self._load_blocks(
+                {(loc.lane, loc.message_id) for _, loc in located}
+            )
+            if failed:
+                mid, why = min(failed.items())
+                hit = [rid for rid, loc in located if loc.message_id in failed]
+                raise self._unreadable(hit, f"message {mid}", why)
             for rid, loc in located:
-                where = self.ios[loc.lane].where(loc.message_id)
-                payload = blocks[loc.message_id][loc.entry]
+                channel_io = self.ios[loc.lane]
+                where = channel_io.where(loc.message_id) if channel_io else f"lane {loc.lane}"
+                payloads = blocks[loc.message_id]
+                payload = payloads[loc.entry] if loc.entry < len(payloads) else None
                 if payload is None:
-                    raise DatabaseCorruptionError(
-                        f"record {rid} of {self.name} points at a delete entry",
-                        where=where,
-                        reason="bad location",
-                    )
-                record = self.codec.decode(payload, where=where)
+                    raise self._unreadable([rid], where, "its location holds no record")
+                try:
+                    record = self.codec.decode(payload, where=where)
+                except DatabaseCorruptionError as exc:
+                    raise self._unreadable([rid], where, exc.message) from None
                 if any(
                     canonical_bytes(getattr(record, name)) != value
                     for name, value in wanted.items()

@@ -9,23 +9,26 @@ import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 import aiohttp
 import discord
 
-from discobase._discord_io import ChannelIO, translate
+from discobase._discord_io import ChannelIO, retry_reads, translate
+from discobase._lease import LEASE_CHANNEL, Lease, read_lease
 from discobase._limiter import GlobalLimiter, install_limiter
-from discobase._redirect import point_discord_at
+from discobase._redirect import route_client, split_api_url
 from discobase._store import TableStore
 from discobase.table import Table
 from discobase_core.errors import (
     ConnectionFailedError,
+    DatabaseCorruptionError,
     DatabaseTableError,
     DiscobaseError,
     GuildNotFoundError,
 )
 from discobase_core.hashing import check_supported
+from discobase_core.lease import LEASE_TTL_MS, LeaseView, TableMark
 
 __all__ = ["REQUIRED_PERMISSIONS", "Database"]
 
@@ -73,17 +76,30 @@ def channel_name(table: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "-", table.lower())[:100]
 
 
+# Attributes of Table that a field of the same name would hide, and find()'s own keywords.
+_RESERVED_FIELDS = {name for name in vars(Table) if not name.startswith(("_", "model_"))} | {
+    "limit",
+    "strict",
+}
+
+
 class Database:
     """A Discord server (guild) used as a database.
 
     `name` is the server's name; `guild_id` picks the server by id instead (bots cannot create
     servers: a person creates it and invites the bot). `api_url` (or the environment variable
-    DISCOBASE_API_URL) points the bot at another Discord API, such as the discobase emulator's
-    `http://127.0.0.1:8787`; this redirects every discord.py client in the process.
+    DISCOBASE_API_URL) points this database's bot at another Discord API, such as the
+    discobase emulator's `http://127.0.0.1:8787` (other clients in the process are unaffected).
     discobase logs through the standard `logging` module under the name "discobase";
     `logging=True` also prints those records (INFO and up) to standard error.
     Each table writes through `lanes` channels (its channel and threads of it); Discord
     allows about 5 messages per 5 s in each, so more lanes, faster sustained writes.
+
+    One process writes a database at a time: a writer holds the server's lease (see the
+    README). Another writer waits up to `lease_wait` seconds for it (None: forever, 0: fail
+    at once with LeaseHeldError); a holder that stops renewing loses it after `lease_ttl`
+    seconds. `read_only=True` opens beside a writer without the lease; `refresh()` then
+    shows the writer's newer commits.
     """
 
     def __init__(
@@ -98,21 +114,41 @@ class Database:
         requests_per_second: float = 40.0,
         lanes: int = 4,
         guild_ready_timeout: float = 1.0,
+        read_only: bool = False,
+        lease_wait: float | None = 60.0,
+        lease_ttl: float = LEASE_TTL_MS / 1000,
     ) -> None:
         self.name = name
         if logging:
             _enable_logging()
         self.guild_id = guild_id
         self.api_url = api_url or os.environ.get("DISCOBASE_API_URL") or None
+        if self.api_url:
+            try:
+                split_api_url(self.api_url)
+            except ValueError as exc:
+                raise ConnectionFailedError(str(exc), api_url=self.api_url) from None
+        if not 1 <= lanes <= 50:
+            raise DatabaseTableError(f"lanes must be between 1 and 50, got {lanes}")
+        if not 3 <= lease_ttl <= 3600:
+            raise DatabaseTableError(f"lease_ttl must be between 3 and 3600 s, got {lease_ttl}")
         self.category_name = category
         self.cache_bytes = cache_bytes
         self.requests_per_second = requests_per_second
         self.lanes = lanes
         self.guild_ready_timeout = guild_ready_timeout
+        self.read_only = read_only
+        self.lease_wait = lease_wait
+        self.lease_ttl = lease_ttl
         self.tables: dict[str, type[Table]] = {}
+        #: tables that could not be opened (damaged), with why: the others work
+        self.damaged: dict[str, DiscobaseError] = {}
         self.guild: discord.Guild | None = None
         self.bot: discord.Client | None = None
         self._stores: dict[str, TableStore[Any]] = {}
+        self._opening: dict[str, TableStore[Any]] = {}  # reported in lease beats while opening
+        self._lease: Lease | None = None
+        self._category: discord.CategoryChannel | None = None
         self._ready: asyncio.Event | None = None
         self._failure: DiscobaseError | None = None
         self._setup_started = False
@@ -126,35 +162,83 @@ class Database:
 
     # -- tables ----------------------------------------------------------------------------
 
-    def table(self, cls: TableT) -> TableT:
-        """Class decorator: `cls` is a table of this database (names are unique, ignoring
-        case, because Discord lowercases channel names)."""
+    @overload
+    def table(self, cls: TableT, /) -> TableT: ...
+
+    @overload
+    def table(self, *, name: str) -> Callable[[TableT], TableT]: ...
+
+    def table(  # type: ignore[misc]  # the two overloads are its two spellings
+        self, cls: TableT | None = None, /, *, name: str | None = None
+    ) -> TableT | Callable[[TableT], TableT]:
+        """Class decorator: `cls` is a table of this database. `@db.table(name="users")`
+        stores it under a name of your choosing, so renaming the class keeps its data
+        (without it, the table is named after the class, and a renamed class opens a new,
+        empty table). Names are unique after Discord's channel naming (lowercase, other
+        characters than a-z 0-9 _ - become -)."""
+        if cls is None:
+            return lambda inner: self._register(inner, name)
+        return self._register(cls, name)
+
+    def _register(self, cls: TableT, name: str | None) -> TableT:
         if not (isinstance(cls, type) and issubclass(cls, Table)):
             raise DatabaseTableError(
                 f"{cls!r} is not a discobase.Table subclass", hint="subclass discobase.Table"
             )
-        name = cls.__name__
-        clash = [other for other in self.tables if other.lower() == name.lower()]
-        if clash:
+        table = name or cls.__name__
+        owner = cls.__dict__.get("__disco_database__")
+        if owner is not None and owner is not self:
             raise DatabaseTableError(
-                f"a table named {clash[0]!r} already exists in this database",
-                hint="give each table class a distinct name",
-                table=name,
+                f"{cls.__name__} is already a table of {owner!r}",
+                hint="a class belongs to one database; subclass it to use the same schema in "
+                "another database",
+                table=table,
+            )
+        if not table.strip() or len(table) > 100:
+            raise DatabaseTableError(f"table name {table!r} must have 1 to 100 characters")
+        channel = channel_name(table)
+        if channel == LEASE_CHANNEL:
+            raise DatabaseTableError(
+                f"table name {table!r} is reserved (its channel holds the writer lease)",
+                hint="pick another name with @db.table(name=...)",
+                table=table,
+            )
+        clash = [other for other in self.tables if channel_name(other) == channel]
+        if clash and self.tables[clash[0]] is not cls:
+            raise DatabaseTableError(
+                f"tables {clash[0]!r} and {table!r} would share the channel #{channel} "
+                "(Discord lowercases channel names and discobase replaces other characters "
+                "than a-z, 0-9, _ and - with -)",
+                hint="give one of them another name with @db.table(name=...)",
+                table=table,
+            )
+        shadowed = sorted(set(cls.__pydantic_fields__) & _RESERVED_FIELDS)
+        if shadowed:
+            raise DatabaseTableError(
+                f"field {shadowed[0]!r} of {cls.__name__} would hide Table.{shadowed[0]}"
+                + (" (find()'s own keyword)" if shadowed[0] in ("limit", "strict") else "()"),
+                hint="rename the field (e.g. with a trailing underscore)",
+                table=table,
+                field=shadowed[0],
             )
         check_supported(cls)
         cls.__disco_database__ = self
-        cls.__disco_name__ = name
-        self.tables[name] = cls
+        cls.__disco_name__ = table
+        self.tables[table] = cls
         return cls
 
     def _store_for(self, cls: type[Table]) -> TableStore[Any]:
-        store = self._stores.get(cls.__name__)
-        if store is None or self.tables.get(cls.__name__) is not cls:
+        table = cls.__disco_name__ or cls.__name__
+        store = self._stores.get(table)
+        if store is None or self.tables.get(table) is not cls:
+            damage = self.damaged.get(table)
+            if damage is not None:
+                raise damage
             raise DatabaseTableError(
-                f"table {cls.__name__} is not open",
+                f"table {table} is not open",
                 hint="await db.wait_ready() (or use db.conn()), and call build_tables() for "
                 "tables declared after login",
-                table=cls.__name__,
+                table=table,
             )
         return store
 
@@ -180,8 +264,48 @@ class Database:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    def _failed(self, error: DiscobaseError, record: T) -> asyncio.Task[T]:
+        """A write refused before it was queued, as a task that raises when awaited."""
+
+        async def fail() -> T:
+            raise error
+
+        return asyncio.get_running_loop().create_task(fail())
+
+    async def _release(self) -> None:
+        """Give the lease up (after the last checkpoint): the next writer starts at once."""
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            await lease.release()
+
+    def _bot_id(self) -> int:
+        user = self.bot.user if self.bot is not None else None
+        if user is None:
+            raise DatabaseTableError("not logged in yet", hint="await db.wait_ready() first")
+        return user.id
+
+    def _marks(self) -> dict[str, TableMark]:
+        return {
+            name: store.mark()
+            for name, store in {**self._opening, **self._stores}.items()
+            if not store.read_only
+        }
+
+    async def _lease_view(self) -> LeaseView:
+        """The lease as this database sees it: its own term's view as the writer, else the
+        lease channel now (a reader follows the writer's fences and reports)."""
+        if self._lease is not None:
+            return self._lease.view
+        assert self._category is not None
+        channel = self._find_channel(self._category, LEASE_CHANNEL)
+        if channel is None:
+            return LeaseView()
+        return await read_lease(ChannelIO(channel, bot_id=self._bot_id()))
+
     async def build_tables(self) -> None:
-        """Open every declared table that is not open yet (creating its channel)."""
+        """Open every declared table that is not open yet (creating its channel). A table
+        that cannot be opened (damaged) is logged and named in `db.damaged`; the others
+        open."""
         if self.bot is None or self.guild is None:
             raise DatabaseTableError(
                 "the database is not connected", hint="await db.wait_ready() first"
@@ -190,20 +314,53 @@ class Database:
             self._build_lock = asyncio.Lock()
         async with self._build_lock:
             category = await self._ensure_category()
+            view = await self._lease_view()
             for name, cls in list(self.tables.items()):
                 if name in self._stores:
                     continue
-                channel = await self._ensure_channel(category, name)
-                assert self.bot.user is not None
-                store: TableStore[Any] = TableStore(
-                    cls,
-                    name,
-                    ChannelIO(channel, bot_id=self.bot.user.id),
-                    cache_bytes=self.cache_bytes,
-                )
-                await store.open()
-                self._stores[name] = store
-                log.info("table %s open: %d records", name, len(store.state))
+                store = await self._open_store(category, name, cls, view)
+                if store is not None:
+                    self._stores[name] = store
+                    log.info("table %s open: %d records", name, len(store.state))
+
+    async def _open_store(
+        self, category: discord.CategoryChannel, name: str, cls: type[Table], view: LeaseView
+    ) -> TableStore[Any] | None:
+        channel = await self._ensure_channel(category, name)
+        store: TableStore[Any] = TableStore(
+            cls,
+            name,
+            ChannelIO(channel, bot_id=self._bot_id()),
+            cache_bytes=self.cache_bytes,
+            lanes=self.lanes,
+            lease=self._lease,
+        )
+        self._opening[name] = store
+        try:
+            await store.open(view)
+        except DatabaseCorruptionError as exc:
+            log.error("table %s is damaged and stays closed: %s", name, exc)
+            self.damaged[name] = exc
+            await store.close()
+            return None
+        finally:
+            del self._opening[name]
+        self.damaged.pop(name, None)
+        return store
+
+    async def refresh(self) -> None:
+        """Read every table again, to see what the writer committed since (for a
+        read-only database; a writer's own view is always current)."""
+        if self._lease is not None:
+            return
+        if self.bot is None or self.guild is None:
+            raise DatabaseTableError(
+                "the database is not connected", hint="await db.wait_ready() first"
+            )
+        stores, self._stores = self._stores, {}
+        for store in stores.values():
+            await store.close()
+        await self.build_tables()
 
     def _hidden(self, guild: discord.Guild) -> dict[Any, discord.PermissionOverwrite]:
         return {
@@ -211,25 +368,77 @@ class Database:
             guild.me: discord.PermissionOverwrite(**_CHANNEL_PERMISSIONS),
         }
 
+    def _is_private(self, channel: discord.abc.GuildChannel) -> bool:
+        guild = channel.guild
+        everyone = channel.overwrites_for(guild.default_role)
+        mine = channel.overwrites_for(guild.me)
+        return everyone.view_channel is False and all(
+            getattr(mine, flag) is True for flag in _CHANNEL_PERMISSIONS
+        )
+
+    async def _make_private(self, channel: discord.abc.GuildChannel, what: str) -> None:
+        """Data channels are hidden from everyone but the bot, also those discobase finds
+        already there (a person may have made them)."""
+        if self._is_private(channel):
+            return
+        log.warning("%s was visible to others; hiding it", what)
+        try:
+            for target, overwrite in self._hidden(channel.guild).items():
+                await channel.set_permissions(target, overwrite=overwrite)
+        except discord.HTTPException as exc:
+            raise ConnectionFailedError(
+                f"{what} is visible to other members of the server and the bot cannot hide "
+                f"it: {exc}",
+                hint="give the bot Manage Roles and Manage Channels, or hide the channel "
+                "yourself (deny View Channel to @everyone)",
+            ) from exc
+
     async def _ensure_category(self) -> discord.CategoryChannel:
         guild = self.guild
         assert guild is not None
         existing = discord.utils.get(guild.categories, name=self.category_name)
         if existing is not None:
+            if not self.read_only:
+                await self._make_private(existing, f"the {self.category_name!r} category")
+            self._category = existing
             return existing
+        if self.read_only:
+            raise DatabaseTableError(
+                f"server {guild.name!r} has no {self.category_name!r} category: nothing is "
+                "stored there yet",
+                hint="open it once without read_only=True to create the tables",
+            )
         self._check_channel_room(guild)
         try:
-            return await guild.create_category(self.category_name, overwrites=self._hidden(guild))
+            self._category = await guild.create_category(
+                self.category_name, overwrites=self._hidden(guild)
+            )
         except discord.HTTPException as exc:
             raise translate(exc, f"creating the {self.category_name!r} category") from exc
+        return self._category
 
-    async def _ensure_channel(
-        self, category: discord.CategoryChannel, table: str
-    ) -> discord.TextChannel:
-        name = channel_name(table)
+    @staticmethod
+    def _find_channel(category: discord.CategoryChannel, name: str) -> discord.TextChannel | None:
         for channel in category.text_channels:
             if channel.name == name:
                 return channel
+        return None
+
+    async def _ensure_channel(
+        self, category: discord.CategoryChannel, table: str, *, topic: str | None = None
+    ) -> discord.TextChannel:
+        name = channel_name(table)
+        existing = self._find_channel(category, name)
+        if existing is not None:
+            if not self.read_only:
+                await self._make_private(existing, f"channel #{name}")
+            return existing
+        if self.read_only:
+            raise DatabaseTableError(
+                f"table {table} does not exist in server {category.guild.name!r}",
+                hint="open it once without read_only=True to create it",
+                table=table,
+            )
         guild = category.guild
         self._check_channel_room(guild)
         try:
@@ -237,7 +446,8 @@ class Database:
                 name,
                 category=category,
                 overwrites=self._hidden(guild),
-                topic=f"discobase table {table}: data written by the bot, do not post here",
+                topic=topic
+                or f"discobase table {table}: data written by the bot, do not post here",
             )
         except discord.HTTPException as exc:
             raise translate(exc, f"creating the channel of table {table}") from exc
@@ -249,6 +459,21 @@ class Database:
                 f"server {guild.name!r} already has {_MAX_CHANNELS} channels, Discord's limit",
                 hint="delete unused channels or use another server",
             )
+
+    async def _take_lease(self) -> None:
+        """As a writer, take the database's lease (waiting for another writer's)."""
+        category = await self._ensure_category()
+        channel = await self._ensure_channel(
+            category,
+            LEASE_CHANNEL,
+            topic="discobase: which process may write this database; do not post here",
+        )
+        lease = Lease(
+            ChannelIO(channel, bot_id=self._bot_id()), report=self._marks, ttl=self.lease_ttl
+        )
+        await lease.acquire(self.lease_wait)
+        self._lease = lease
+        lease.start()
 
     # -- connection ------------------------------------------------------------------------
 
@@ -265,7 +490,10 @@ class Database:
         intents = discord.Intents.none()
         intents.guilds = True
         client = discord.Client(intents=intents, guild_ready_timeout=self.guild_ready_timeout)
+        if self.api_url:
+            route_client(client.http, self.api_url)
         install_limiter(client.http, GlobalLimiter(self.requests_per_second))
+        retry_reads(client.http)  # each try waits for the limiter
 
         @client.event
         async def on_ready() -> None:
@@ -313,6 +541,8 @@ class Database:
     async def _setup(self, client: discord.Client) -> None:
         try:
             self.guild = self._find_guild(client)
+            if not self.read_only:
+                await self._take_lease()
             await self.build_tables()
         except BaseException as exc:
             self._failure = translate(exc, "opening the database")
@@ -321,6 +551,7 @@ class Database:
             for store in list(self._stores.values()):  # tables opened before the failure
                 await store.close()
             self._stores.clear()
+            await self._release()
             await client.close()
             if not isinstance(exc, Exception):
                 raise
@@ -337,7 +568,6 @@ class Database:
         self._setup_started = False
         if self._login_task is None:
             self._login_task = cast("asyncio.Task[None] | None", asyncio.current_task())
-        restore = point_discord_at(self.api_url) if self.api_url else None
         self.bot = client = self._make_client()
         try:
             await client.start(token)
@@ -350,8 +580,6 @@ class Database:
         finally:
             if not client.is_closed():
                 await client.close()
-            if restore is not None:
-                restore()
         if self._failure is not None:
             raise self._failure
 
@@ -359,6 +587,7 @@ class Database:
         """Start `login()` in the background and return its task (a reference is kept)."""
         self._events()
         task = asyncio.get_running_loop().create_task(self.login(token), name="discobase-login")
+        task.add_done_callback(_retrieve)  # its failure reaches the caller via wait_ready()
         self._login_task = task
         return task
 
@@ -411,6 +640,7 @@ class Database:
                 log.warning("a background write failed: %s", result)
         for store in list(self._stores.values()):
             await store.close()
+        await self._release()  # its report names each table's last acknowledged commit
         self._stores.clear()
         if self.bot is not None and not self.bot.is_closed():
             await self.bot.close()

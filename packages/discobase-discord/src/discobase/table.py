@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr
 from discobase_core.errors import (
     DatabaseStorageError,
     DatabaseTableError,
+    DiscobaseError,
     MultipleResultsError,
     NotFoundError,
     QueryError,
@@ -36,6 +37,9 @@ class Table(BaseModel):
     __disco_name__: ClassVar[str | None] = None
     _disco_id: int | None = PrivateAttr(default=None)
     _disco_saving: asyncio.Task[Any] | None = PrivateAttr(default=None)
+    # A write of this record failed with its outcome unknown: it keeps its id, so writing
+    # it again (save, update or delete) stores it exactly once.
+    _disco_unsure: bool = PrivateAttr(default=False)
 
     @property
     def disco_id(self) -> int | None:
@@ -62,26 +66,32 @@ class Table(BaseModel):
     def _store(cls) -> TableStore[Self]:
         return cls._database()._store_for(cls)
 
-    def _writer(self, action: str) -> TableStore[Self]:
-        database = self._database()
-        database._require_loop(action)
-        return database._store_for(type(self))
-
     # -- writes ----------------------------------------------------------------------------
 
     def save(self) -> asyncio.Task[Self]:
         """Insert this new record. Calling it again before the first save finishes returns
-        the same task, so the record is stored once."""
+        the same task, so the record is stored once; after a save that failed with its
+        outcome unknown, calling it again is safe too (the record keeps its id).
+
+        A record that cannot be stored (invalid, oversize) fails its task rather than the
+        call, so `gather(*(r.save() for r in records))` writes every valid record; misuse
+        (no event loop, a table that is not open, a saved record) raises at once."""
         saving = self._disco_saving
         if saving is not None and not saving.done():
             return saving
-        if self._disco_id is not None:
+        database = self._database()
+        database._require_loop("save")
+        if self._disco_id is not None and not self._disco_unsure:
             raise DatabaseStorageError(
                 f"this {type(self).__name__} record is already saved (id {self._disco_id})",
                 hint="use update() to change it, or commit() to save or update",
             )
-        future = self._writer("save").put(self, new=True)
-        task = self._database()._track(future, self)
+        store = database._store_for(type(self))
+        try:
+            future = store.put(self, new=True)
+        except DiscobaseError as exc:
+            return database._failed(exc, self)
+        task = database._track(future, self)
         self._disco_saving = task
         task.add_done_callback(self._saved)
         return task
@@ -94,9 +104,15 @@ class Table(BaseModel):
 
     def update(self) -> asyncio.Task[Self]:
         """Write this record's current values over the stored ones."""
+        database = self._database()
+        database._require_loop("update")
         self._require_saved("update")
-        future = self._writer("update").put(self, new=False)
-        return self._database()._track(future, self)
+        store = database._store_for(type(self))
+        try:
+            future = store.put(self, new=False)
+        except DiscobaseError as exc:
+            return database._failed(exc, self)
+        return database._track(future, self)
 
     def _require_saved(self, action: str) -> None:
         if self._disco_id is None:
@@ -111,9 +127,15 @@ class Table(BaseModel):
 
     def delete(self) -> asyncio.Task[Self]:
         """Remove this record from its table."""
+        database = self._database()
+        database._require_loop("delete")
         self._require_saved("delete")
-        future = self._writer("delete").delete(self)
-        return self._database()._track(future, self)
+        store = database._store_for(type(self))
+        try:
+            future = store.delete(self)
+        except DiscobaseError as exc:
+            return database._failed(exc, self)
+        return database._track(future, self)
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -121,8 +143,12 @@ class Table(BaseModel):
     async def find(cls, *, limit: int | None = None, **fields: Any) -> list[Self]:
         """Records whose fields equal all the given values (no arguments: every record),
         oldest first, each at most once. Values are validated with the field's type."""
-        if limit is not None and limit < 0:
-            raise ValueError("limit must be a non-negative number")
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise QueryError(
+                f"limit must be a non-negative integer, got {limit!r}",
+                hint="pass limit=None for every record",
+                table=cls.__name__,
+            )
         if limit == 0:
             return []
         return await cls._store().find(fields, limit=limit)
