@@ -1,6 +1,7 @@
 """Chaos harness: the proof that discobase never loses or doubles an acknowledged write.
 
     python packages/discobase-discord/tests/chaos.py [--full] [--seed N] [--profile fast]
+        [--jobs 3] [--lease-ttl 3] [--only SCENARIO] [--keep NEW_FOLDER]
 
 It runs the emulator as its own process on a --data folder (so it can be SIGKILLed and
 restarted like a crashed Discord edge), and writer processes that use only the public API
@@ -582,10 +583,10 @@ class Run:
             await control.faults(**(plan or {}))
 
     def fault_plan(self, sc: Scenario, rng: random.Random, trial_seed: int) -> dict[str, Any]:
-        """ "answers": 5% 5xx and some latency on every route, a 429 storm one trial in three
-        (and gateway drops, fired during the trial). "drops": on message sends, edits and
-        deletes, 8% of connections closed before handling and 8% after (the write stored,
-        the answer lost), plus 5% 5xx there."""
+        """Faults for one trial. "answers": 5% 5xx and some latency on every route, a 429
+        storm one trial in three (and gateway drops, fired during the trial). "drops": on
+        message sends, edits and deletes, 8% of connections closed before handling and 8%
+        after (the write stored, the answer lost), plus 5% 5xx there."""
         plan: dict[str, Any] = {"error_rate": 0.05, "seed": trial_seed}
         if sc.faults == "drops":
             plan.update(drop_before=0.08, drop_after=0.08, only_routes=list(WRITE_ROUTES))
@@ -606,7 +607,7 @@ class Run:
         journals: list[Writer],
     ) -> None:
         """One writer lifetime, SIGKILLed after a random number of started operations (one
-        trial in eight runs to a clean close instead)."""
+        trial in ten runs to a clean close instead)."""
         mode = sc.mode if sc.mode != "mixed" else rng.choice(("seq", "conc"))
         name = f"t{trial}"
         writer = Writer(self.writer_py, folder / f"journal-{name}.jsonl")
