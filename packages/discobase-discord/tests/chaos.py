@@ -711,7 +711,7 @@ class Run:
         await first.start(self.config(sc, emu, f"t{trial}a", "a", "conc", rng.randrange(2**31)))
         if sc.rivals == "rolling":
             await first.until(lambda w: w.count("closing") >= 1, TRIAL_LIMIT_S)
-        kill_holder = sc.rivals == "together" and rng.random() < 0.5
+        kill_holder = sc.rivals == "together" and trial % 2 == 0
         target = rng.randint(1, sc.ops)
         await second.start(self.config(sc, emu, f"t{trial}b", "b", "conc", rng.randrange(2**31)))
         if kill_holder:
