@@ -805,12 +805,13 @@ def report(rows: list[Row], seed: int, elapsed: float, lease: str) -> str:
         by_mode[mode] += n
         for op in ops.split("+"):
             by_op[op] += n
+    spread = ""
+    if points:
+        ops = ", ".join(f"{k} {v}" for k, v in sorted(by_op.items()))
+        modes = ", ".join(f"{k} {v}" for k, v in sorted(by_mode.items()))
+        spread = f" (in flight: {ops}; {modes})"
     lines.append(
-        f"writer kill points: {sum(points.values())} (in flight: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(by_op.items()))
-        + "; "
-        + ", ".join(f"{k} {v}" for k, v in sorted(by_mode.items()))
-        + f"); seed {seed}; {lease}; {elapsed:.0f} s"
+        f"writer kill points: {sum(points.values())}{spread}; seed {seed}; {lease}; {elapsed:.0f} s"
     )
     injected: Counter[str] = Counter()
     for row in rows:
