@@ -1,6 +1,7 @@
 """Developer tasks. `nox` runs lint, typecheck and tests; `nox -s bench` runs the benchmarks;
 `nox -s build` builds every package into dist/, `nox -s install_check` proves each installs
-alone from there; `nox -s docs` builds the documentation site (strict).
+alone from there; `nox -s docs` builds the documentation site (strict); `nox -s chaos` runs
+the full chaos harness (kills, faults, restarts; several minutes).
 
 Every package is tested in its own environment holding only its declared dependencies plus
 its `test` dependency group, so a missing dependency fails here and not on a user's machine.
@@ -75,6 +76,16 @@ def typecheck(session: nox.Session) -> None:
         "packages/discobase-discord/src/discobase",
         "packages/discobase-cli/src/discobase_cli",
     )
+
+
+@nox.session(default=False)
+def chaos(session: nox.Session) -> None:
+    """The full chaos run: hundreds of SIGKILLed writers, emulator crashes and injected faults,
+    then a check that no acknowledged write was lost, doubled or changed. Installed exactly as
+    the discobase-discord `tests` session is, since the harness lives in its tests; extra
+    arguments go to chaos.py (for example `nox -s chaos -- --seed 7`)."""
+    sync(session, "--package", "discobase-discord", "--group", "test")
+    session.run("python", "packages/discobase-discord/tests/chaos.py", "--full", *session.posargs)
 
 
 @nox.session(default=False)
