@@ -116,6 +116,27 @@ def test_a_page_starting_inside_a_term_anchors_on_its_oldest_beat() -> None:
     assert view.expires_ms == T0 + 10_000 + LEASE_TTL_MS
 
 
+def test_a_newer_terms_beat_proves_its_claim_and_voids_late_records_of_the_older() -> None:
+    """Only the newest page is read: the newer term's claim may be missing while a late
+    (void) beat of the older term is there. The newer term's number is its claim's id."""
+    old = sid(T0)
+    new_claim_ms = T0 + 2 * LEASE_TTL_MS
+    new = sid(new_claim_ms, 7)  # its claim message is not in the page
+    view = fold(
+        [
+            (sid(T0 + 5_000), beat(old, "a")),  # the page starts inside the old term
+            (sid(new_claim_ms + 1_000), beat(old, "a")),  # late: after the new claim
+            (sid(new_claim_ms + 2_000), beat(new, "b", User=TableMark(10, 10, 5))),
+            (sid(new_claim_ms + 3_000), beat(new, "b")),
+        ]
+    )
+    assert view.term == new
+    assert view.holder == "b"
+    assert view.terms[old].cutoff_ms == T0 + 5_000 + LEASE_TTL_MS  # not the late beat's
+    assert view.fences("User") == [Fence(5, None)]
+    assert view.expires_ms == new_claim_ms + 3_000 + LEASE_TTL_MS
+
+
 def test_reservations_fences_and_acknowledged_commits() -> None:
     first = sid(T0)
     second = sid(T0 + LEASE_TTL_MS + 10)

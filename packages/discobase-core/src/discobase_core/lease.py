@@ -169,46 +169,66 @@ class TermInfo:
     holder: str
     cutoff_ms: int | None = None
     tables: dict[str, TableMark] = field(default_factory=dict)
+    times: list[int] = field(default_factory=list)  # its valid records' times
 
 
 def fold(records: Iterable[tuple[int, LeaseRecord]]) -> LeaseView:
     """The lease's state after ``records``: (message id, record) pairs, in any order.
 
-    The oldest record may be a beat of a term whose claim is older than what was read; it
-    is taken as that term's anchor.
+    What was read may start inside a term, or miss a term's claim (only the newest page is
+    read). A term's number is its claim's message id, and only a writer whose claim was
+    valid ever posts beats, so a beat of a term newer than the current one proves that claim:
+    it is taken as made at its id's time, the older term's records stamped after it are void
+    (they were late), and the older term's cutoff is its last record before the claim plus
+    its lease length.
     """
     view = LeaseView()
     for message_id, record in sorted(records, key=lambda item: item[0]):
         at = snowflake_ms(message_id)
-        current = view.terms.get(view.term) if view.term is not None else None
         if record.kind == "claim":
             if not view.free_at(at):
                 continue  # void: the holder is alive
-            if current is not None and not view.released:
-                current.cutoff_ms = view.expires_ms
-            view.term = message_id
-            view.holder = record.holder
-            view.ttl_ms = record.ttl_ms
-            view.released = False
-            view.last_valid_ms = at
-            view.terms[message_id] = TermInfo(at, record.holder, tables=dict(record.tables))
+            _supersede(view, at)
+            _begin(view, message_id, at, at, record)
             continue
-        if view.term is None and record.kind == "beat":
-            # The page starts inside a term: anchor it on its oldest beat.
-            view.term = record.term
-            view.holder = record.holder
-            view.ttl_ms = record.ttl_ms
-            view.last_valid_ms = at
-            view.terms[record.term] = TermInfo(at, record.holder)
-            current = view.terms[record.term]
+        if record.term not in view.terms and (view.term is None or record.term > view.term):
+            # Its claim is not in what was read: trust its first record read (the chain
+            # from its claim to there cannot be checked) and end the older term at its claim.
+            claimed = snowflake_ms(record.term)
+            _supersede(view, claimed)
+            _begin(view, record.term, claimed, at, record)
+        current = view.terms.get(view.term) if view.term is not None else None
         if current is None or record.term != view.term or view.released or at > view.expires_ms:
             continue  # void: a record of a term that no longer holds the lease
         current.tables.update(record.tables)
+        current.times.append(at)
         view.last_valid_ms = at
         if record.kind == "release":
             view.released = True
             current.cutoff_ms = at
     return view
+
+
+def _begin(view: LeaseView, term: int, claimed_ms: int, valid_ms: int, record: LeaseRecord) -> None:
+    """Term `term`, claimed at `claimed_ms`, holds the lease from now on; its lease runs from
+    `valid_ms` (its claim, or its first record read)."""
+    view.term = term
+    view.holder = record.holder
+    view.ttl_ms = record.ttl_ms
+    view.released = False
+    view.last_valid_ms = valid_ms
+    tables = dict(record.tables) if record.kind == "claim" else {}
+    view.terms[term] = TermInfo(claimed_ms, record.holder, tables=tables, times=[valid_ms])
+
+
+def _supersede(view: LeaseView, claimed_ms: int) -> None:
+    """A valid claim at `claimed_ms` ends the current term (unless it was released)."""
+    current = view.terms.get(view.term) if view.term is not None else None
+    if current is None or view.released:
+        return
+    before = [t for t in current.times if t < claimed_ms]
+    last = max(before) if before else current.claim_ms
+    current.cutoff_ms = min(last + view.ttl_ms, claimed_ms)
 
 
 def encode_record(record: LeaseRecord) -> str:

@@ -223,17 +223,6 @@ class ChannelIO:
             partial = self.channel.get_partial_message(message_id)
             await with_retries(f"deleting {self.where(message_id)}", partial.delete)
 
-    async def bulk_delete(self, message_ids: list[int]) -> None:
-        """Delete up to 100 of our messages younger than 14 days in one request."""
-        channel = self.channel
-        messages = [discord.Object(id=mid) for mid in message_ids]
-        for start in range(0, len(messages), 100):
-            chunk = messages[start : start + 100]
-            await with_retries(
-                f"deleting {len(chunk)} messages in #{channel.name}",
-                lambda chunk=chunk: channel.delete_messages(chunk),  # type: ignore[misc]
-            )
-
     async def read(self, message: discord.Message) -> bytes:
         """The sealed blob `message` holds (downloading its attachments)."""
         where = self.where(message.id)

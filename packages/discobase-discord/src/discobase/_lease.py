@@ -47,9 +47,7 @@ log = logging.getLogger("discobase")
 LEASE_CHANNEL = "discobase-lease"
 _POLL_S = 1.0  # how often a waiting writer looks at the lease again
 _CLOCK_SLACK_MS = 5_000
-_ACKED_BEAT_S = 1.0
-_SWEEP_AT = 60  # own beats before the older ones are deleted in one request
-_KEEP_BEATS = 5  # how far our wall clock may be off Discord's before we wait instead
+_ACKED_BEAT_S = 1.0  # how far our wall clock may be off Discord's before we wait instead
 
 
 def _holder() -> str:
@@ -98,7 +96,6 @@ class Lease:
         self._wake = asyncio.Event()
         self._urgent = False  # renew now, the lease is about to run out
         self._acked_news = False  # a commit was acknowledged since the last beat
-        self._own_beats: list[int] = []  # this term's beats, oldest first
         self._beat_lock = asyncio.Lock()
 
     # -- acquiring -------------------------------------------------------------------------
@@ -191,7 +188,6 @@ class Lease:
             last = self.clock()
             try:
                 await self.beat()
-                await self._sweep()
             except LeaseLostError:
                 return
             except asyncio.CancelledError:
@@ -223,20 +219,6 @@ class Lease:
                 self._lose(f"its renewal was stamped {at - self.expires_ms} ms after it expired")
                 raise self.error(maybe_stored=False)
             self._renewed(at, started, marks)
-            if kind != "release":
-                self._own_beats.append(message.id)
-
-    async def _sweep(self) -> None:
-        """Delete this term's older beats (keeping the newest few), so the lease channel
-        stays short: a beat a second while writing would otherwise pile up. Claims,
-        releases and other writers' records stay."""
-        if len(self._own_beats) < _SWEEP_AT:
-            return
-        old, self._own_beats = self._own_beats[:-_KEEP_BEATS], self._own_beats[-_KEEP_BEATS:]
-        try:
-            await self.io.bulk_delete(old)
-        except DiscobaseError as exc:
-            log.info("could not tidy the lease channel: %s", exc)
 
     async def ensure(self, table: str, rid: int, commit: int) -> None:
         """Return once a landed beat reserves id `rid` and commit number `commit`."""
