@@ -687,3 +687,67 @@ async def test_buttons_of_an_old_message_work_after_a_restart(
     )
     assert await table.count() == 24
     assert records[5].disco_id not in [r.disco_id for r in await table.find()]
+
+
+# -- tables, suggestions, read-only -----------------------------------------------------------
+
+
+async def test_table_names_are_suggested_to_admins_only(server: Server) -> None:
+    s = server
+
+    async def choices(user: str) -> list[dict[str, Any]]:
+        started = await s.ctl.autocomplete(
+            s.guild_id, s.channel_id, "discobase find", "table", {"table": "us"}, user_id=user
+        )
+        seen = await settle(s.ctl, started["id"], lambda x: x["callback"] is not None)
+        found: list[dict[str, Any]] = seen["callback"]["data"]["choices"]
+        return found
+
+    assert await choices(s.admin) == [{"name": "User", "value": "User"}]
+    await let_everyone_run(s.db)
+    assert await choices(s.plain) == []
+
+
+async def test_a_stored_table_without_its_class(make_db: MakeDb, emu: Emulator) -> None:
+    """Tables another program declared open from their stored schema, as in the CLI."""
+    writer = make_db()
+
+    @writer.table
+    class Pet(discobase.Table):
+        species: str
+        legs: int = 4
+
+    async with writer.conn(TOKEN):
+        await Pet(species="cat").save()
+        await Pet(species="bird", legs=2).save()
+    s = await open_server(make_db, emu)  # declares User only
+    seen = await run(s, "find", {"table": "Pet", "where": "legs=2"})
+    assert embed_of(seen)["title"] == "Pet: 1 record"
+    assert embed_of(seen)["fields"][0]["value"] == "species: bird\nlegs: 2"
+    seen = await run(s, "schema")
+    assert [f["name"] for f in embed_of(seen)["fields"]] == ["Pet (2 records)", "User (0 records)"]
+    seen = await run(s, "insert", {"table": "Pet"})
+    assert modal_text(seen) == "species=\nlegs=4"
+    done = await submit(s, seen, "species=spider\nlegs=8")
+    assert done["original"]["content"].startswith("Inserted record")
+    seen = await run(s, "check")
+    assert embed_of(seen)["title"] == "check: ok"
+    assert [f["name"] for f in embed_of(seen)["fields"]] == [
+        "Pet: 3 of 3 records checked, ok",
+        "User: 0 of 0 records checked, ok",
+    ]
+
+
+async def test_a_read_only_database_says_why_it_cannot_write(
+    make_db: MakeDb, emu: Emulator
+) -> None:
+    writer = make_db()
+    users(writer)
+    async with writer.conn(TOKEN):
+        pass
+    s = await open_server(make_db, emu, read_only=True)
+    seen = await run(s, "insert", {"table": "User"})
+    done = await submit(s, seen, "name=Ann\nage=3")
+    assert "ReadOnlyError" in done["original"]["content"]
+    seen = await run(s, "find", {"table": "User"})
+    assert embed_of(seen)["title"] == "User: 0 records"
