@@ -488,6 +488,11 @@ async def test_reset_needs_the_databases_name_typed(server: Server) -> None:
     await fill(s.table, 30)
     seen = await run(s, "reset", {"table": "User"})
     assert seen["callback"]["data"]["title"] == "Reset User"
+    asked = seen["callback"]["data"]["components"][0]["components"][0]
+    assert (asked["label"], asked["placeholder"]) == (
+        "Type the database's name to confirm",
+        s.db.name,
+    )
     done = await submit(s, seen, "yes")
     assert "Not reset" in done["original"]["content"]
     assert "Nothing was deleted" in done["original"]["content"]
@@ -524,6 +529,7 @@ async def test_schema_stats_and_check(server: Server) -> None:
     seen = await run(s, "stats")
     stats = {f["name"]: f["value"] for f in embed_of(seen)["fields"]}
     assert stats["User"] == "3 records"
+    assert embed_of(seen)["title"] == f"{s.db.name}: 3 records"
 
     seen = await run(s, "check")
     assert embed_of(seen)["title"] == "check: ok"

@@ -365,7 +365,7 @@ class ResetModal(discord.ui.Modal):
         self.admin = admin
         self.cls = cls
         self.confirm: discord.ui.TextInput[ResetModal] = discord.ui.TextInput(
-            label=clip("Type the database's name to delete every record", 45),
+            label="Type the database's name to confirm",
             placeholder=clip(admin.db.name, 100),
             max_length=100,
         )
@@ -928,7 +928,11 @@ class AdminCommands:
                 fields = [(s.name, f"{s.records} records") for s in stored]
                 fields.append(("channels used in the server", channels))
                 total = sum(s.records for s in stored)
-                embed = fit_embed(f"{self.db.name}: {total} records", "", fields)
+                embed = fit_embed(
+                    f"{self.db.name}: {total} records",
+                    "Give a table for its bytes and messages (that reads the whole table).",
+                    fields,
+                )
         except Exception as exc:
             await self._failed(interaction, exc)
             return
