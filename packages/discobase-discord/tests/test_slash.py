@@ -482,6 +482,10 @@ async def test_delete_after_confirmation(server: Server) -> None:
     assert deleted["original"]["content"] == f"Deleted record {first.disco_id} of User."
     assert [r.disco_id for r in await s.table.find()] == [second.disco_id]
 
+    seen = await run(s, "delete", {"table": "User", "id": first.disco_id})  # gone already
+    assert "components" not in seen["original"] or not seen["original"]["components"]
+    assert f"no record with id {first.disco_id}" in seen["original"]["content"]
+
 
 async def test_reset_needs_the_databases_name_typed(server: Server) -> None:
     s = server
