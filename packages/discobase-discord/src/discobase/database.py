@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast, overload
 import aiohttp
 import discord
 
+from discobase._commands import AdminCommands
 from discobase._discord_io import ChannelIO, retry_reads, translate, with_retries
 from discobase._lease import LEASE_CHANNEL, Lease, read_lease
 from discobase._limiter import GlobalLimiter, install_limiter
@@ -103,6 +104,9 @@ class Database:
 
     `bot=` (or `attach(bot)`) uses the application's own `discord.Client` or `commands.Bot`
     instead of a connection of discobase's own.
+
+    `commands=True` adds the admin slash command `/discobase` (find, insert, update, delete,
+    schema, stats, check, reset) to the server, for its administrators and the bot's owner.
     """
 
     def __init__(
@@ -121,6 +125,7 @@ class Database:
         lease_wait: float | None = 60.0,
         lease_ttl: float = LEASE_TTL_MS / 1000,
         bot: discord.Client | None = None,
+        commands: bool = False,
     ) -> None:
         self.name = name
         if logging:
@@ -149,6 +154,8 @@ class Database:
         self.damaged: dict[str, DiscobaseError] = {}
         self.guild: discord.Guild | None = None
         self.bot: discord.Client | None = None
+        self.commands = commands
+        self._admin: AdminCommands | None = None  # the slash commands, once installed
         self._own_bot = bot  # the application's bot, used instead of a client of our own
         self._attached = False
         if bot is not None and self.api_url:
@@ -585,6 +592,9 @@ class Database:
             if not self.read_only:
                 await self._take_lease()
             await self.build_tables()
+            if self.commands:
+                self._admin = AdminCommands(self, client, self.guild)
+                await self._admin.install()
         except BaseException as exc:
             self._failure = translate(exc, "opening the database")
             log.error("discobase could not open %r: %s", self.name, self._failure)
@@ -592,6 +602,7 @@ class Database:
             for store in list(self._stores.values()):  # tables opened before the failure
                 await store.close()
             self._stores.clear()
+            self._uninstall_commands()
             await self._release()
             if not self._attached:
                 await client.close()  # an application's own bot keeps running
@@ -600,6 +611,11 @@ class Database:
             return
         log.info("database %r ready in server %s", self.name, self.guild.id)
         self._events().set()
+
+    def _uninstall_commands(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            admin.uninstall()
 
     def attach(self, bot: discord.Client | None = None) -> None:
         """Use the application's own bot (a `discord.Client` or `commands.Bot`) instead of
@@ -729,6 +745,7 @@ class Database:
         for result in await asyncio.gather(*pending, return_exceptions=True):
             if isinstance(result, BaseException):
                 log.warning("a background write failed: %s", result)
+        self._uninstall_commands()  # before the tables close: no command sees them closing
         for store in list(self._stores.values()):
             await store.close()
         await self._release()  # its report names each table's last acknowledged commit
