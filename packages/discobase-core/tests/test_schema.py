@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from discobase_core.codec import RecordCodec
-from discobase_core.errors import DatabaseCorruptionError, SchemaChangeError
+from discobase_core.errors import DatabaseCorruptionError, SchemaChangeError, UnsupportedTypeError
 from discobase_core.hashing import FieldHasher, value_key
 from discobase_core.schema import FieldSchema, TableSchema, check_compatible
 
@@ -262,3 +262,26 @@ def test_added_enum_field_backfills_a_member() -> None:
     codec = RecordCodec(Moody, backfill=backfill)
     old = RecordCodec(ItemV1).encode(ItemV1(name="a"))
     assert codec.decode(old, where="m") == Moody(name="a")
+
+
+def test_a_default_json_readers_refuse_keeps_the_schema_readable() -> None:
+    """A 5,000-digit int default is valid JSON no JSON reader here accepts: stored as such,
+    it made every checkpoint of its table unreadable (found by the generated-models test)."""
+
+    class Huge(BaseModel):
+        n: int = -60728 * 10**4663
+
+    schema = TableSchema.from_model("Huge", Huge)
+    assert TableSchema.from_bytes(schema.to_bytes(), where="test") == schema
+    assert isinstance(schema.fields[0].default, str)
+
+
+def test_a_schema_that_cannot_be_stored_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever makes a schema unreadable once stored is refused at @db.table time."""
+
+    def unreadable(data: bytes, *, where: str) -> TableSchema:
+        raise DatabaseCorruptionError(f"{where}: bad", where=where, reason="cannot parse")
+
+    monkeypatch.setattr(TableSchema, "from_bytes", staticmethod(unreadable))
+    with pytest.raises(UnsupportedTypeError, match="does not survive being stored: cannot parse"):
+        TableSchema.from_model("User", User)

@@ -36,13 +36,20 @@ from collections.abc import Mapping
 from typing import Any
 
 import pydantic
-from pydantic_core import PydanticSerializationError, PydanticUndefined, to_jsonable_python
+from pydantic_core import (
+    PydanticSerializationError,
+    PydanticUndefined,
+    from_json,
+    to_json,
+    to_jsonable_python,
+)
 
 from discobase_core.codec import FORMAT_VERSION
 from discobase_core.errors import (
     DatabaseCorruptionError,
     DatabaseStorageError,
     SchemaChangeError,
+    UnsupportedTypeError,
 )
 from discobase_core.hashing import _short_repr, _type_repr
 from discobase_core.values import decode_value, encode_value, enum_classes
@@ -103,10 +110,7 @@ class TableSchema(pydantic.BaseModel):
             has_default = info.default is not PydanticUndefined
             default: Any = None
             if has_default:
-                try:
-                    default = to_jsonable_python(info.default)
-                except (TypeError, ValueError, PydanticSerializationError):
-                    default = repr(info.default)
+                default = _shown_default(info.default)
             fields.append(
                 FieldSchema(
                     name=name,
@@ -118,7 +122,18 @@ class TableSchema(pydantic.BaseModel):
                     type_repr=_type_repr(info.annotation),
                 )
             )
-        return cls(table=table, fields=fields, format_version=FORMAT_VERSION)
+        schema = cls(table=table, fields=fields, format_version=FORMAT_VERSION)
+        try:
+            cls.from_bytes(schema.to_bytes(), where=f"the schema of table {table!r}")
+        except DatabaseCorruptionError as exc:
+            reason = exc.details.get("reason")
+            raise UnsupportedTypeError(
+                f"the schema of table {table!r} does not survive being stored: {reason}",
+                hint="use types and defaults whose values JSON can carry (no Literal of "
+                "a 5,000-digit int, say)",
+                table=table,
+            ) from None
+        return schema
 
     def backfill_values(self, model_cls: type[pydantic.BaseModel] | None = None) -> dict[str, Any]:
         """``{field: value}`` for every field with a backfill (for the record codec and the
@@ -178,6 +193,20 @@ class TableSchema(pydantic.BaseModel):
         raise DatabaseCorruptionError(
             f"{where}: not a valid table schema: {reason}", where=where, reason=reason
         )
+
+
+def _shown_default(value: object) -> Any:
+    """A field's default as the stored schema shows it (for people and tools; reads use the
+    losslessly encoded backfill value): its JSON form when that reads back the same, else its
+    short repr. A 5,000-digit int, say, is valid JSON that no JSON reader here accepts, and it
+    would make every checkpoint of the table unreadable."""
+    try:
+        shown = to_jsonable_python(value)
+        if from_json(to_json(shown)) == shown:
+            return shown
+    except (TypeError, ValueError, PydanticSerializationError):
+        pass
+    return _short_repr(value)
 
 
 def _fixed_default(table: str, name: str, model_cls: type[pydantic.BaseModel]) -> Any:
