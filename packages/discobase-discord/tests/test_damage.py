@@ -212,3 +212,34 @@ async def test_a_damaged_table_does_not_stop_the_others(make_db: MakeDb, emu: Em
     assert [r.marker for r in await Fine2.find()] == ["y"]
     with pytest.raises(discobase.DatabaseCorruptionError, match="does not know"):
         await Broken2.find()
+
+
+async def test_every_checkpoint_damaged_still_opens_from_the_log(
+    make_db: MakeDb, emu: Emulator
+) -> None:
+    """With no readable checkpoint, the lane threads are found by their names and the whole
+    log is replayed: every record of every lane reads back."""
+    db, Item = await opened(make_db, lanes=4)
+    saved = [await Item(marker=f"m{i}").save() for i in range(9)]  # over all four lanes
+    table_channel = channel_id_of(db, 0)
+    await db.close()
+    store = emu.core.state.store
+    for message in store.history(table_channel, 100):
+        names = [a.filename for a in message.attachments]
+        if any(name.startswith(("ckpt", "pages")) for name in names) or (
+            not names and "ckpt" in _kind(message.content)
+        ):
+            garble(emu, table_channel, message.id)
+    again, Item2 = await opened(make_db, lanes=4)
+    assert again._stores["Item"].damage  # each damaged checkpoint is named
+    assert sorted(r.marker for r in await Item2.find()) == sorted(r.marker for r in saved)
+
+
+def _kind(content: str) -> str:
+    """The kind of blob an inline message holds ("" for anything else)."""
+    from discobase_core.codec import dearmor, unseal
+
+    try:
+        return unseal(dearmor(content, where="test"), where="test")[0]
+    except discobase.DatabaseCorruptionError:
+        return ""

@@ -391,3 +391,13 @@ async def test_delete_sub_buckets(http: aiohttp.ClientSession, emulator: Emulato
         assert status == 204
         buckets.add(headers["X-RateLimit-Bucket"])
     assert len(buckets) == 3
+
+
+async def test_archived_public_threads_are_listed(bot: Any) -> None:
+    """GET /channels/{id}/threads/archived/public: the channel's archived public threads
+    only, as discord.py's TextChannel.archived_threads() reads them."""
+    channel = bot.guilds[0].text_channels[0]
+    await channel.create_thread(name="live", type=discord.ChannelType.public_thread)
+    old = await channel.create_thread(name="old", type=discord.ChannelType.public_thread)
+    await old.edit(archived=True)
+    assert [t.name async for t in channel.archived_threads(limit=None)] == ["old"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -199,6 +200,8 @@ class TableStore(Generic[R]):
         tail, checkpoint = await self._scan_table_channel(fences)
         self.state.fences = merge_fences(self.state.fences, fences)
         floor = self.state.next_commit if checkpoint else 0
+        if checkpoint is None:
+            await self._discover_lanes()  # no checkpoint to name them
         await self._resolve_lanes()
         for lane, channel_io in enumerate(self.ios[1:], start=1):
             if channel_io is not None:
@@ -294,6 +297,31 @@ class TableStore(Generic[R]):
                 break  # a lane's commits only grow: everything older is in the checkpoint
             tail.append((lane, message, blob))
         return tail
+
+    async def _discover_lanes(self) -> None:
+        """The lane threads of a table whose checkpoints are all gone or damaged: the bot's
+        threads of the table channel named `<channel>-lane-<n>` (lane n), archived ones
+        included, so the records in them are found by the replay."""
+        channel = self.io.channel
+        if not isinstance(channel, discord.TextChannel):
+            return
+        pattern = re.compile(re.escape(channel.name) + r"-lane-(\d+)")
+        threads = list(channel.threads)
+        try:
+            threads += [t async for t in channel.archived_threads(limit=None)]
+        except discord.HTTPException as exc:
+            raise translate(exc, f"listing the lane threads of {self.name}") from exc
+        lanes: dict[int, int] = {}
+        for thread in threads:
+            match = pattern.fullmatch(thread.name)
+            if match and thread.owner_id == self.io.bot_id:
+                lanes.setdefault(int(match.group(1)), thread.id)
+        if lanes:
+            top = max(lanes)
+            self.state.lanes = tuple(lanes.get(n, 0) for n in range(1, top + 1))
+            log.warning(
+                "table %s: found %d lane threads without a checkpoint", self.name, len(lanes)
+            )
 
     async def _resolve_lanes(self) -> None:
         """ChannelIOs for the lane threads the checkpoint names (None for one that is gone:

@@ -492,6 +492,41 @@ async def typing(request: web.Request) -> web.Response:
 # --- threads ----------------------------------------------------------------------------------
 
 
+@routes.get(r"/channels/{channel_id:\d+}/threads/archived/public")
+async def archived_public_threads(request: web.Request) -> web.Response:
+    """A channel's archived public threads, newest archived first (Discord pages them by
+    `before`, an archive timestamp; `limit` 2..100)."""
+    user = user_of(request)
+    parent = _channel(request, user)
+    require(_perms(request, user, parent), READ_MESSAGE_HISTORY)
+    state = _core(request).state
+    limit = int(request.query.get("limit", "50"))
+    if not 2 <= limit <= 100:
+        raise form_error("limit", "NUMBER_TYPE_MIN", "Value must be between 2 and 100.")
+    before = request.query.get("before")
+    archived = sorted(
+        (
+            c
+            for c in state.store.channels.values()
+            if c.is_thread
+            and c.type == 11
+            and c.data.get("parent_id") == parent.id
+            and c.data["thread_metadata"]["archived"]
+            and (before is None or c.data["thread_metadata"]["archive_timestamp"] < before)
+        ),
+        key=lambda c: str(c.data["thread_metadata"]["archive_timestamp"]),
+        reverse=True,
+    )
+    page = archived[:limit]
+    return json_response(
+        {
+            "threads": [state.channel(c) for c in page],
+            "members": [],
+            "has_more": len(archived) > limit,
+        }
+    )
+
+
 def _thread_args(core: Core, parent: Channel, body: dict[str, Any]) -> tuple[str, int]:
     if parent.type not in (0, 5) or parent.is_thread:
         raise APIError(400, 50024, "Cannot execute action on this channel type")
