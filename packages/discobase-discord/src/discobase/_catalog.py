@@ -28,7 +28,7 @@ import operator
 import re
 import typing
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
@@ -469,25 +469,20 @@ def parse_record(model: type[Table], data: object) -> Table:
             table=model.__name__,
         )
     values = {key: value for key, value in data.items() if key != "_id"}
-    try:
-        return model.model_validate_json(json.dumps(values))
-    except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"])) or "record"
-        raise QueryError(
-            f"invalid {model.__name__} record: {where}: {first['msg']}",
-            hint=f"check the value of {where}",
-            field=where,
-            table=model.__name__,
-        ) from None
+    return _validated(model, lambda: model.model_validate_json(json.dumps(values)))
 
 
 def record_from_text(model: type[Table], texts: Mapping[str, str]) -> Table:
     """A new record of `model` from {field: text} (a CSV row, command-line values), each
     text parsed with `parse_text`; `_id` is ignored and missing fields take their defaults."""
     values = {name: parse_text(model, name, text) for name, text in texts.items() if name != "_id"}
+    return _validated(model, lambda: model.model_validate(values))
+
+
+def _validated(model: type[Table], validate: Callable[[], Table]) -> Table:
+    """`validate()`'s record; its first validation error as a QueryError naming the field."""
     try:
-        return model.model_validate(values)
+        return validate()
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"])) or "record"
