@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import aiohttp
 import discord
 import pytest
 
@@ -101,6 +102,13 @@ async def logged_in(
 async def bot(emulator: Emulator) -> AsyncIterator[Recorder]:
     async with logged_in(emulator) as client:
         yield client
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A raw HTTP session carrying the bot's token, for tests of the REST routes."""
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bot {TOKEN}"}) as session:
+        yield session
 
 
 @pytest.fixture

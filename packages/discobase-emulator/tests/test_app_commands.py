@@ -3,7 +3,6 @@ routes with Discord's validation (names, options, limits, upsert, ids kept acros
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -14,12 +13,6 @@ from discord import app_commands
 from discobase_emulator import Emulator
 
 TOKEN = "bot-token-1"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bot {TOKEN}"}) as session:
-        yield session
 
 
 async def call(

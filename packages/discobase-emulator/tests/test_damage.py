@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -14,15 +13,6 @@ import discord
 import pytest
 
 from discobase_emulator import Emulator
-
-TOKEN = "bot-token-1"
-AUTH = {"Authorization": f"Bot {TOKEN}"}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(headers=AUTH) as session:
-        yield session
 
 
 def waiting(bot: Any, event: str) -> asyncio.Future[Any]:

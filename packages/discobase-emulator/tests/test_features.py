@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -14,14 +13,7 @@ import pytest
 from discobase_emulator import Emulator
 
 TOKEN = "bot-token-1"
-AUTH = {"Authorization": f"Bot {TOKEN}"}
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(headers=AUTH) as session:
-        yield session
 
 
 async def general(emu: Emulator, http: aiohttp.ClientSession) -> str:

@@ -5,7 +5,6 @@ within 3 seconds, a 15-minute token, message limits) and the member's permission
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -15,17 +14,10 @@ from discord import app_commands
 
 from discobase_emulator import Emulator
 
-TOKEN = "bot-token-1"
 MANAGE_GUILD = 1 << 5
 ADMINISTRATOR = 1 << 3
 SEND_MESSAGES = 1 << 11
 VIEW_CHANNEL = 1 << 10
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bot {TOKEN}"}) as session:
-        yield session
 
 
 async def call(

@@ -4,23 +4,14 @@ cache) showing the same list. Permissions are stored, not enforced (bots are adm
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import discord
-import pytest
 
 from discobase_emulator import Emulator
 
-TOKEN = "bot-token-1"
 ROLE, MEMBER = 0, 1
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bot {TOKEN}"}) as session:
-        yield session
 
 
 async def call(
