@@ -7,10 +7,12 @@ import contextlib
 import os
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import discord
 
 import discobase
 from discobase_emulator import Emulator
@@ -29,6 +31,18 @@ def channel_named(emu: Emulator, name: str) -> Any | None:
         if channel.data.get("name") == name:
             return channel
     return None
+
+
+@contextlib.asynccontextmanager
+async def running_bot(bot: discord.Client) -> AsyncIterator[None]:
+    """An application's bot running (bot.start) for the body, closed after it."""
+    task = asyncio.create_task(bot.start(TOKEN))
+    try:
+        yield
+    finally:
+        await bot.close()
+        with contextlib.suppress(Exception):
+            await task
 
 
 async def crash(db: discobase.Database) -> None:

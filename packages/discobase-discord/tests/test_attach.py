@@ -3,14 +3,11 @@ commands and events keep working, and closing the database leaves the bot runnin
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import discord
 import pytest
-from discobase_test_support import TOKEN, MakeDb, wait_until
+from discobase_test_support import TOKEN, MakeDb, running_bot, wait_until
 from discord.ext import commands
 
 import discobase
@@ -49,17 +46,6 @@ class AppBot(commands.Bot):
         self.db.attach(self)
 
 
-@contextlib.asynccontextmanager
-async def running(bot: discord.Client) -> AsyncIterator[None]:
-    task = asyncio.create_task(bot.start(TOKEN))
-    try:
-        yield
-    finally:
-        await bot.close()
-        with contextlib.suppress(Exception):
-            await task
-
-
 async def bot_answers(emu: Emulator, bot: AppBot, channel_id: int) -> None:
     await emu.control.post_as_user(channel_id, "!ping")
     store = emu.core.state.store
@@ -76,7 +62,7 @@ async def test_attached_to_a_users_bot(make_db: MakeDb, emu: Emulator) -> None:
     Note = notes(db)
     guild = next(iter(emu.core.state.store.guilds.values()))
     chat = await emu.control.create_channel(guild.id, name="general")
-    async with running(bot):
+    async with running_bot(bot):
         await wait_until(bot.is_ready)  # setup_hook has attached the database by now
         await db.wait_ready()
         await Note(text="stored through the user's bot").save()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import discord
 import pytest
-from discobase_test_support import TOKEN, MakeDb, wait_until
+from discobase_test_support import TOKEN, MakeDb, running_bot, wait_until
 from discord import app_commands
 from discord.ext import commands
 
@@ -626,7 +626,7 @@ async def test_the_applications_owner_may_run_them(make_db: MakeDb, emu: Emulato
     async def hello(interaction: discord.Interaction) -> None:
         await interaction.response.send_message("hello")
 
-    async with _running(bot):
+    async with running_bot(bot):
         await wait_until(bot.is_ready)
         await bot.tree.sync(guild=discord.Object(guild.id))
         db.attach(bot)
@@ -647,17 +647,6 @@ async def test_the_applications_owner_may_run_them(make_db: MakeDb, emu: Emulato
         await db.close()
         assert bot.tree.get_command("discobase", guild=discord.Object(guild.id)) is None
         assert not bot.is_closed()  # the application's bot keeps running
-
-
-@contextlib.asynccontextmanager
-async def _running(bot: discord.Client) -> AsyncIterator[None]:
-    task = asyncio.create_task(bot.start(TOKEN))
-    try:
-        yield
-    finally:
-        await bot.close()
-        with contextlib.suppress(Exception):
-            await task
 
 
 # -- restart ----------------------------------------------------------------------------------
