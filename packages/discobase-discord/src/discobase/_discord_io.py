@@ -122,14 +122,16 @@ async def with_retries(doing: str, action: Callable[[], Awaitable[T]], *, write:
 
 
 def retry_reads(http: Any) -> None:
-    """Make every GET a discord.py `HTTPClient` sends (logging in, the gateway URL, history,
-    guild data) ride out 5xx answers, dropped connections and timeouts like ours do;
+    """Make the GETs a discord.py `HTTPClient` sends on its own (logging in, the gateway URL,
+    guild and channel data) ride out 5xx answers, dropped connections and timeouts like ours do;
     discord.py itself retries only some 5xx. The last failure is re-raised as it was, so
     discord.py's own handling (a 401 becoming LoginFailure) is unchanged."""
     original: Callable[..., Awaitable[Any]] = http.request
 
     async def request(route: discord.http.Route, *args: Any, **kwargs: Any) -> Any:
-        if route.method != "GET":
+        if route.method != "GET" or "/messages" in route.path:
+            # Writes need a nonce to be retried; message reads go through ChannelIO, which
+            # retries them already (retrying here too would multiply the tries).
             return await original(route, *args, **kwargs)
         for attempt in range(_RETRY_ATTEMPTS):
             try:
