@@ -90,7 +90,8 @@ def chaos(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks: the core's micro-benchmarks, then the standard workload at 10,000 records."""
+    """Benchmarks: the core's micro-benchmarks, the standard workload at 10,000 records, then
+    write latency (do saves stall behind Discord's rate limits?)."""
     sync(session, "--package", "discobase-benchmarks", "--group", "test")
     session.run("pytest", "benchmarks", "--benchmark-only", *session.posargs)
     session.run(
@@ -102,6 +103,7 @@ def bench(session: nox.Session) -> None:
         "workload-report.json",
         "--check-bars",
     )
+    session.run("python", "benchmarks/latency.py", "--json", "latency-report.json", "--check-bars")
 
 
 @nox.session(default=False)

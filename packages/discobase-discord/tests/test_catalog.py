@@ -259,7 +259,7 @@ async def test_check_finds_a_record_an_index_misses_and_repair_reindexes_it(
         store = notes._store()
         # Damage that lasts: the level index forgets record 3, and a checkpoint stores that.
         assert store.state.indexes["level"].remove(store.hasher.key("level", 0), victim)
-        await store._checkpoint()
+        await store.checkpoint()
 
     db = make_db()
     notes = db.table(type("Note", (Note,), {}))

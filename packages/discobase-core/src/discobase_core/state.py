@@ -12,8 +12,10 @@ manifest names, for every page, the message that holds its latest version. When 
 would leave pages spread over more than `MAX_REF_MESSAGES` messages, it rewrites every page,
 so opening a table never fetches more than a handful of messages.
 
-Checkpoints cover every log message older than the checkpoint's own manifest message: the
-writer is sequential, so nothing is appended while a checkpoint is being written.
+A checkpoint is a snapshot taken when it is planned: its pages and manifest describe the
+commits applied by then, and its manifest's `replay_from` names the first commit it does not
+cover (commits still in flight on other lanes when it was planned). Opening replays every
+lane from there, so writes go on while a checkpoint is being written.
 """
 
 from __future__ import annotations
@@ -70,7 +72,8 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
-    format: int = 1
+    #: 1: replay from `next_commit`; 2: from `replay_from` (commits in flight, pipelined)
+    format: int = 2
     table_schema: TableSchema
     fields: tuple[str, ...]
     next_rid: int
@@ -82,6 +85,13 @@ class Manifest(BaseModel):
     lanes: tuple[int, ...] = ()
     #: (commits_from, cutoff_ms) of every writer term known, cutoff -1 while it holds the lease
     fences: tuple[tuple[int, int], ...] = ()
+    #: the first commit this checkpoint does not cover (None: `next_commit`, as format 1 wrote)
+    replay_from: int | None = None
+
+    @property
+    def floor(self) -> int:
+        """Replay every lane's log from this commit on."""
+        return self.next_commit if self.replay_from is None else self.replay_from
 
 
 @dataclass
@@ -95,20 +105,27 @@ class CheckpointPlan:
     state: TableState
     packs: list[dict[str, bytes]]
     written: frozenset[str]
+    snapshot: Manifest  # the table when planned (refs are filled in by `final_blob`)
+    kept_refs: dict[str, int]  # pages this checkpoint does not rewrite: where they are
 
     @property
     def page_blobs(self) -> list[bytes]:
         return [seal("pages", _encode_pack(pack)) for pack in self.packs[:-1]]
 
+    @property
+    def size(self) -> int:
+        """Bytes of the pages this checkpoint writes."""
+        return sum(len(data) for pack in self.packs for data in pack.values())
+
     def refs(self, page_message_ids: Sequence[int]) -> dict[str, int]:
-        refs = {key: mid for key, mid in self.state.refs.items() if key not in self.written}
+        refs = dict(self.kept_refs)
         for pack, mid in zip(self.packs[:-1], page_message_ids, strict=True):
             refs.update(dict.fromkeys(pack, mid))
         refs.update(dict.fromkeys(self.packs[-1], SELF))
         return refs
 
     def final_blob(self, page_message_ids: Sequence[int]) -> bytes:
-        manifest = self.state.manifest(self.refs(page_message_ids))
+        manifest = self.snapshot.model_copy(update={"refs": self.refs(page_message_ids)})
         body = bytearray()
         raw = manifest.model_dump_json(by_alias=True).encode()
         write_uvarint(body, len(raw))
@@ -199,6 +216,9 @@ class TableState:
     lanes: tuple[int, ...] = ()  # channel ids of the lane threads (lane n is lanes[n - 1])
     fences: list[Fence] = field(default_factory=list)  # see discobase_core.lease
     _dirty_directory: set[int] = field(default_factory=set)
+    #: the commit the loaded checkpoint's replay starts from (0: no checkpoint, replay all)
+    replay_floor: int = 0
+    _force_full: bool = False  # a planned checkpoint failed: rewrite every page next time
 
     def __post_init__(self) -> None:
         for name in self.fields:
@@ -359,13 +379,24 @@ class TableState:
 
     def dirty(self) -> bool:
         """Whether anything changed since the last checkpoint."""
-        return bool(self._dirty_directory) or any(
-            index.dirty_pages() for index in self.indexes.values()
+        return (
+            self._force_full
+            or bool(self._dirty_directory)
+            or any(index.dirty_pages() for index in self.indexes.values())
         )
 
-    def plan_checkpoint(self, *, full: bool = False) -> CheckpointPlan:
-        """The pages to write now: the dirty ones, or all of them when `full` or when the
-        unchanged pages are spread over too many messages."""
+    def plan_checkpoint(
+        self, *, full: bool = False, replay_from: int | None = None
+    ) -> CheckpointPlan:
+        """A snapshot of the table now, as the pages to write: the dirty ones, or all of them
+        when `full` or when the unchanged pages are spread over too many messages.
+
+        The pages count as clean from here on, so changes made while the checkpoint is being
+        written dirty them again; `replay_from` is the first commit the snapshot does not
+        cover (the oldest still in flight). If the checkpoint fails, call
+        `abandon_checkpoint` so the next one rewrites every page.
+        """
+        full = full or self._force_full
         current = self._all_page_keys()
         dirty: set[str] = set()
         for name in self.fields:
@@ -392,9 +423,22 @@ class TableState:
                 size = 0
             packs[-1][key] = data
             size += len(data)
-        return CheckpointPlan(self, packs, frozenset(dirty))
+        snapshot = self.manifest({})
+        if replay_from is not None:
+            snapshot = snapshot.model_copy(update={"replay_from": replay_from})
+        kept_refs = {key: self.refs[key] for key in current if key not in dirty}
+        for index in self.indexes.values():
+            index.mark_clean()
+        self._dirty_directory.clear()
+        self._force_full = False
+        return CheckpointPlan(self, packs, frozenset(dirty), snapshot, kept_refs)
+
+    def abandon_checkpoint(self) -> None:
+        """A planned checkpoint was not written: the next one rewrites every page."""
+        self._force_full = True
 
     def manifest(self, refs: Mapping[str, int]) -> Manifest:
+        """The manifest of the table now; `refs` (where each page is) may be filled later."""
         current = self._all_page_keys()
         return Manifest(
             table_schema=self.table_schema,
@@ -404,7 +448,7 @@ class TableState:
             records=len(self.directory),
             index_pages={name: self.indexes[name].page_count for name in self.fields},
             directory_pages=tuple(sorted(self._directory_pages())),
-            refs={key: refs[key] for key in current},
+            refs={key: refs[key] for key in current if key in refs},
             lanes=self.lanes,
             fences=tuple(
                 (f.commits_from, -1 if f.cutoff_ms is None else f.cutoff_ms) for f in self.fences
@@ -417,9 +461,6 @@ class TableState:
         """Record that `plan` is durable: its final blob went into message `message_id`."""
         refs = plan.refs(page_message_ids)
         self.refs = {key: (message_id if mid == SELF else mid) for key, mid in refs.items()}
-        for index in self.indexes.values():
-            index.mark_clean()
-        self._dirty_directory.clear()
 
     @classmethod
     def from_checkpoint(
@@ -462,6 +503,7 @@ class TableState:
             next_commit=manifest.next_commit,
             refs=refs,
             lanes=manifest.lanes,
+            replay_floor=manifest.floor,
             fences=[
                 Fence(start, None if cutoff < 0 else cutoff) for start, cutoff in manifest.fences
             ],

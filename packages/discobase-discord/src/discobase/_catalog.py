@@ -613,7 +613,7 @@ async def verify_table(cls: type[Table], *, repair: bool = False) -> TableCheck:
                     store.state.indexes[fname].insert(keys[fname], record_id)
                 report.repaired.append(record_id)
     if report.repaired:
-        await store._checkpoint()  # the mended index pages, durable
+        await store.checkpoint()  # the mended index pages, durable
     return report
 
 

@@ -213,6 +213,26 @@ class ChannelIO:
 
         return await with_retries(f"writing to #{self.channel.name}", action, write=True)
 
+    def send_budget(self) -> tuple[int | None, float | None]:
+        """What Discord's rate-limit headers left of this channel's send budget, as
+        discord.py last heard them: (sends left, seconds until the window resets), or
+        (None, None) before the first send. discord.py keeps them in its HTTP client's
+        buckets and offers no public way to read them; a test pins this down."""
+        http = getattr(getattr(self.channel, "_state", None), "http", None)
+        hashes = getattr(http, "_bucket_hashes", None)
+        buckets = getattr(http, "_buckets", None)
+        if not isinstance(hashes, dict) or not isinstance(buckets, dict):
+            return None, None
+        route = discord.http.Route(
+            "POST", "/channels/{channel_id}/messages", channel_id=self.channel.id
+        )
+        bucket = buckets.get(f"{hashes.get(route.key, route.key)}:{route.major_parameters}")
+        expires = getattr(bucket, "expires", None)
+        remaining = getattr(bucket, "remaining", None)
+        if not isinstance(expires, float) or not isinstance(remaining, int):
+            return None, None
+        return remaining, expires - asyncio.get_running_loop().time()
+
     async def fetch(self, message_id: int) -> discord.Message:
         return await with_retries(
             f"reading {self.where(message_id)}",

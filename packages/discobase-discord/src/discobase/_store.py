@@ -1,17 +1,15 @@
 """One table on Discord: its channel's log, a group-committing writer, and a block cache.
 
-Writes are appended to the table's channel as log blocks (discobase_core.log). Concurrent
-writes share commits: a single writer task takes everything queued, writes it in as few
-messages as Discord's limits allow, and only then applies it to the in-memory state and
-resolves each caller's future, so `await save()` returns once the record is durable.
-Every `CHECKPOINT_EVERY` log messages (and at close) the writer appends a checkpoint of the
-index (discobase_core.state), so opening a table reads one history page and a few index
-pages, never every record.
-
-Discord lets a bot send about 5 messages per 5 s per channel, so commits take turns over
-several lanes: the table channel and threads of it (threads do not count towards a server's
-500 channels). Commits are numbered; replay merges the lanes by commit number.
-Checkpoints always go to the table channel.
+Writes are appended to the table's channel as log blocks (discobase_core.log). Every
+decision about them (which writes share a commit, which lane it goes to and when, the order
+commits take effect, when to checkpoint) is made by the sans-IO `TableWriter`
+(discobase_core.engine); this module is its driver: it performs the sends it hands out,
+several at once (one per lane: the table channel and threads of it, which do not count
+towards a server's 500 channels), and reports back. A caller's future resolves once its
+commit is stored and applied, so `await save()` returns once the record is durable.
+Checkpoints of the index (discobase_core.state) go to the table channel while the other
+lanes go on writing, so opening a table reads a few history pages and index pages, never
+every record. Commits are numbered; replay merges the lanes by commit number.
 
 Only the holder of the database's lease writes (discobase/_lease.py): ids and commit numbers
 come from its reservation, every nonce names its term, and a commit is acknowledged only
@@ -24,6 +22,7 @@ is named (table, record ids, message) when a read needs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -36,6 +35,13 @@ import discord
 
 from discobase._discord_io import ChannelIO, describe, translate
 from discobase_core.codec import RecordCodec, unseal
+from discobase_core.engine import (
+    CHECKPOINT_MESSAGES,
+    SendCheckpoint,
+    SendCommit,
+    Settled,
+    TableWriter,
+)
 from discobase_core.errors import (
     DatabaseCorruptionError,
     DatabaseTableError,
@@ -63,7 +69,6 @@ from discobase_core.log import (
     Put,
     decode_block,
     plan_blob,
-    plan_commit,
 )
 from discobase_core.schema import TableSchema, check_compatible
 from discobase_core.state import TableState, read_checkpoint, read_pages
@@ -78,11 +83,7 @@ log = logging.getLogger("discobase")
 
 R = TypeVar("R", bound="Table")
 
-CHECKPOINT_EVERY = 64  # log messages between checkpoints: bounds the replay at open
-# Records per commit, in bytes: a commit is one message, and a cold read downloads the whole
-# message holding a record, so commits stay small enough to read one record cheaply (a record
-# bigger than this still gets a commit of its own, up to MAX_RECORD_BYTES).
-_BATCH_BYTES = 2 * 1024 * 1024
+CHECKPOINT_EVERY = CHECKPOINT_MESSAGES  # log messages between checkpoints at most
 _FETCH_CONCURRENCY = 8
 _Payloads = tuple[bytes | None, ...]
 _Tail = list[tuple[int, discord.Message, bytes | None]]  # (lane, message, blob if read)
@@ -95,10 +96,6 @@ class _Op:
     future: asyncio.Future[int] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
-
-    @property
-    def size(self) -> int:
-        return 64 + (len(self.entry.payload) if isinstance(self.entry, Put) else 0)
 
 
 class _BlockCache:
@@ -159,20 +156,22 @@ class TableStore(Generic[R]):
         self.io = channel_io  # lane 0, the table channel: checkpoints live here
         self.ios: list[ChannelIO | None] = [channel_io]  # None: a lane thread that is gone
         self.lane_count = max(1, lanes)
-        self._next_lane = 0
         self.lease = lease  # None: this store only reads
         self.hasher: FieldHasher[R] = FieldHasher(model)
         self.codec: RecordCodec[R] = RecordCodec(model, table=name)
         self.schema = TableSchema.from_model(name, model)
         self.state = TableState(table_schema=self.schema, fields=self.hasher.fields)
-        self._queue: list[_Op] = []
+        self.engine: TableWriter | None = None  # the writer's scheduler (None: read-only)
+        self._ops: dict[int, _Op] = {}  # queued or in-flight writes, by engine token
         self._pending_rids: dict[int, int] = {}
         self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()  # set when nothing is queued or in flight
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._cache = _BlockCache(cache_bytes)
         self._loading: dict[int, asyncio.Future[_Payloads]] = {}
-        self._tail_messages = 0
+        self._replayed = (0, 0)  # log messages and bytes replayed at open
+        self._page_sizes: dict[str, int] = {}  # the loaded checkpoint's pages
         self._wrote = False  # a database that only read leaves the channel as it found it
         self.notes: list[str] = []
         self.damage: list[str] = []  # what opening found damaged or missing, for people
@@ -180,7 +179,11 @@ class TableStore(Generic[R]):
         self.commits_from = 0
         self.rids_to = 0
         self.commits_to = 0
-        self.acked = 0
+
+    @property
+    def acked(self) -> int:
+        """The newest commit this process acknowledged (0: none)."""
+        return self.engine.acked if self.engine is not None else 0
 
     @property
     def read_only(self) -> bool:
@@ -199,7 +202,7 @@ class TableStore(Generic[R]):
         fences = view.fences(self.name)
         tail, checkpoint = await self._scan_table_channel(fences)
         self.state.fences = merge_fences(self.state.fences, fences)
-        floor = self.state.next_commit if checkpoint else 0
+        floor = self.state.replay_floor if checkpoint else 0
         if checkpoint is None:
             await self._discover_lanes()  # no checkpoint to name them
         await self._resolve_lanes()
@@ -218,18 +221,28 @@ class TableStore(Generic[R]):
         self.commits_from = self.state.next_commit
         self.state.fences = merge_fences(before, [Fence(self.commits_from, None)])
         added = await self._ensure_lanes()
+        self.engine = TableWriter.start(
+            self.state,
+            [io is not None for io in self.ios],
+            checkpoint_messages=CHECKPOINT_EVERY,
+            page_sizes=self._page_sizes,
+        )
+        self.engine.tail_messages, self.engine.tail_bytes = self._replayed
         if not checkpoint or changed or added or self.state.fences != before or tail:
-            await self._checkpoint()
+            await self._send_checkpoint(self.engine.checkpoint())
         self._writer = asyncio.create_task(self._write_loop(), name=f"discobase-writer-{self.name}")
 
     async def _scan_table_channel(
         self, fences: Sequence[Fence]
     ) -> tuple[_Tail, discord.Message | None]:
-        """The log messages newer than the latest readable checkpoint, and that checkpoint
-        (loaded into the state). A damaged checkpoint is named and skipped: the older one
-        and the log since then give the same state."""
+        """The log messages the latest readable checkpoint does not cover, and that
+        checkpoint (loaded into the state). A damaged checkpoint is named and skipped: the
+        older one and the log since then give the same state. Commits still in flight when
+        the checkpoint was planned may be older than it: lane 0's commits only grow, so
+        reading on to the first commit below its floor finds them all."""
         tail: _Tail = []
         foreign = 0
+        checkpoint: discord.Message | None = None
         async for message in self.io.history():
             if not self.io.is_ours(message):
                 foreign += 1
@@ -242,13 +255,20 @@ class TableStore(Generic[R]):
                 continue
             if is_fenced(fences, commit, message.id):
                 continue  # written by a writer past its lease: never acknowledged
+            if checkpoint is not None:
+                if commit < self.state.replay_floor:
+                    break
+                if kind == "log":
+                    tail.append((0, message, blob))
+                continue
             if kind == "ckpt":
                 try:
                     await self._load_checkpoint(message, blob or await self.io.read(message))
                 except DatabaseCorruptionError as exc:
                     self._damaged(f"checkpoint {where} is unreadable, using an older one: {exc}")
                     continue
-                return tail, message
+                checkpoint = message
+                continue
             if kind == "log":
                 tail.append((0, message, blob))
             elif kind != "pages":
@@ -260,7 +280,7 @@ class TableStore(Generic[R]):
                 )
         if foreign:
             log.info("table %s: ignored %d foreign messages in its channel", self.name, foreign)
-        return tail, None
+        return tail, checkpoint
 
     @staticmethod
     async def _kind_of(
@@ -397,6 +417,10 @@ class TableStore(Generic[R]):
 
         await asyncio.gather(*(load(mid) for mid in others))
         self.state = TableState.from_checkpoint(manifest, message.id, pages_by_message, where=where)
+        self._page_sizes = {
+            key: len(pages_by_message[message.id if mid == 0 else mid][key])
+            for key, mid in manifest.refs.items()
+        }
 
     async def _replay(self, tail: _Tail) -> None:
         semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
@@ -431,7 +455,8 @@ class TableStore(Generic[R]):
             )
         for _, message_id, block in blocks:
             self._cache.put(message_id, block)
-        self._tail_messages = len(blocks)
+        payloads = [e.payload for _, _, b in blocks for e in b.entries if isinstance(e, Put)]
+        self._replayed = (len(blocks), sum(64 + len(p) for p in payloads))
 
     def _check_acknowledged(self, view: LeaseView) -> None:
         """Writers report their last acknowledged commit in the lease: a commit the log no
@@ -479,13 +504,16 @@ class TableStore(Generic[R]):
             self.commits_to = self.state.next_commit + COMMIT_BLOCK
         return TableMark(self.rids_to, self.commits_to, self.commits_from, self.acked)
 
+    def _read_only_error(self) -> ReadOnlyError:
+        return ReadOnlyError(
+            f"table {self.name} is open read-only",
+            hint="open the Database without read_only=True to write",
+            table=self.name,
+        )
+
     def _writer_lease(self) -> Lease:
         if self.lease is None:
-            raise ReadOnlyError(
-                f"table {self.name} is open read-only",
-                hint="open the Database without read_only=True to write",
-                table=self.name,
-            )
+            raise self._read_only_error()
         return self.lease
 
     # -- writing ---------------------------------------------------------------------------
@@ -501,9 +529,10 @@ class TableStore(Generic[R]):
             raise DatabaseTableError(
                 f"table {self.name} is closed", hint="open the database again to write"
             )
+        assert self.engine is not None
         rid = op.entry.rid
         self._pending_rids[rid] = self._pending_rids.get(rid, 0) + 1
-        self._queue.append(op)
+        self._ops[self.engine.submit(op.entry)] = op
         self._wakeup.set()
         return op.future
 
@@ -548,19 +577,6 @@ class TableStore(Generic[R]):
             )
         return self._enqueue(_Op(Delete(rid), record))
 
-    def _take_batch(self) -> list[_Op]:
-        """The oldest queued writes that fit one commit (at least one)."""
-        size = 0
-        count = 0
-        for op in self._queue:
-            if count and size + op.size > _BATCH_BYTES:
-                break
-            size += op.size
-            count += 1
-        batch = self._queue[:count]
-        del self._queue[:count]
-        return batch
-
     def _nonce(self, channel_io: ChannelIO, commit: int, part: str) -> str:
         """Unique per writer term, channel, commit and part: a retried send carries the
         same nonce (Discord answers it with the message it already made), and no two
@@ -569,59 +585,112 @@ class TableStore(Generic[R]):
         raw = f"{term}:{channel_io.channel.id}:{commit}:{part}".encode()
         return hashlib.sha1(raw).hexdigest()[:25]
 
-    def _lane(self) -> int:
-        """The next live lane, round robin."""
-        for _ in range(len(self.ios)):
-            lane = self._next_lane
-            self._next_lane = (lane + 1) % len(self.ios)
-            if self.ios[lane] is not None:
-                return lane
-        return 0
+    async def _write_loop(self) -> None:
+        """Drive the engine: start what it hands out, wait for a result, a new write or a
+        paced lane, repeat; at close, until everything queued is written."""
+        engine = self.engine
+        assert engine is not None
+        loop = asyncio.get_running_loop()
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                checkpoints = not self._closing
+                for op in engine.poll(loop.time(), checkpoints=checkpoints):
+                    task = asyncio.create_task(self._perform(op))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                if self._closing and engine.idle:
+                    return
+                self._wakeup.clear()
+                wake = engine.wake_at(checkpoints=checkpoints)
+                if wake is None:
+                    await self._wakeup.wait()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), max(0.0, wake - loop.time()))
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
-    async def _commit(self, batch: list[_Op]) -> None:
+    async def _perform(self, op: SendCommit | SendCheckpoint) -> None:
+        try:
+            if isinstance(op, SendCommit):
+                await self._send_commit(op)
+            else:
+                try:
+                    await self._send_checkpoint(op)
+                except DiscobaseError as exc:
+                    log.warning("table %s: checkpoint failed, will retry: %s", self.name, exc)
+        finally:
+            self._wakeup.set()
+            if self.engine is not None and self.engine.idle:
+                self._idle.set()
+
+    def _paced(self, lane: int, channel_io: ChannelIO) -> None:
+        """Tell the engine what Discord left of `lane`'s send budget."""
+        if self.engine is not None:
+            remaining, resets_in = channel_io.send_budget()
+            self.engine.paced(lane, asyncio.get_running_loop().time(), remaining, resets_in)
+
+    async def _send_commit(self, op: SendCommit) -> None:
+        engine = self.engine
+        assert engine is not None
         lease = self._writer_lease()
-        lane = self._lane()
-        channel_io = self.ios[lane]
+        channel_io = self.ios[op.lane]
         assert channel_io is not None
-        sent: list[tuple[int, LogBlock]] = []
+        sent: list[int] = []
         try:
             await lease.ready_to_send()
-            commit = self.state.allocate_commit()
-            top = max(op.entry.rid for op in batch)
-            await lease.ensure(self.name, top, commit)
-            planned = plan_commit(
-                [op.entry for op in batch], commit=commit, width=len(self.state.fields)
-            )
-            for block, plan in planned:
-                message = await channel_io.send(
-                    plan, nonce=self._nonce(channel_io, commit, str(block.part))
-                )
-                sent.append((message.id, block))
-            late = [mid for mid, _ in sent if not lease.acknowledgeable(mid)]
+            await lease.ensure(self.name, op.top_rid, op.commit)
+            for block, plan in zip(op.blocks, op.plans, strict=True):
+                try:
+                    message = await channel_io.send(
+                        plan, nonce=self._nonce(channel_io, op.commit, str(block.part))
+                    )
+                finally:
+                    self._paced(op.lane, channel_io)
+                sent.append(message.id)
+            late = [mid for mid in sent if not lease.acknowledgeable(mid)]
             if late:
                 await self._withdraw(channel_io, late)
                 raise lease.error(maybe_stored=True)
         except BaseException as exc:
-            self._fail(batch, exc, attempted=bool(sent) or _maybe_sent(exc))
+            attempted = bool(sent) or _maybe_sent(exc)
+            self._settled(engine.failed(op.commit, exc, attempted=attempted))
             if not isinstance(exc, Exception):
                 raise
-            log.warning("table %s: a commit of %d writes failed: %s", self.name, len(batch), exc)
+            log.warning(
+                "table %s: commit %d (%d writes) failed: %s",
+                self.name,
+                op.commit,
+                sum(len(b.entries) for b in op.blocks),
+                exc,
+            )
             return
-        for message_id, block in sent:
-            self.state.apply(message_id, block, lane=lane, where=channel_io.where(message_id))
-            self._cache.put(message_id, block)
-        self._tail_messages += len(sent)
-        self._wrote = True
-        self.acked = commit
-        lease.note_acked()
-        for op in batch:
-            self._settle(op)
-            if op.record is not None and op.record.disco_id == op.entry.rid:
-                op.record._disco_unsure = False
-                if isinstance(op.entry, Delete) and not self.exists(op.entry.rid):
-                    op.record._disco_id = None
-            if not op.future.done():
-                op.future.set_result(op.entry.rid)
+        self._settled(engine.committed(op.commit, sent))
+
+    def _settled(self, settled: list[Settled]) -> None:
+        """Resolve the futures of writes whose commits are over (in commit order)."""
+        for outcome in settled:
+            ops = [self._ops.pop(token) for token in outcome.tokens]
+            if outcome.error is not None:
+                self._fail(ops, outcome.error, attempted=outcome.attempted)
+                continue
+            for message_id, block in outcome.stored:
+                self._cache.put(message_id, block)
+            self._wrote = True
+            assert self.lease is not None
+            self.lease.note_acked()
+            for op in ops:
+                self._settle(op)
+                if op.record is not None and op.record.disco_id == op.entry.rid:
+                    op.record._disco_unsure = False
+                    if isinstance(op.entry, Delete) and not self.exists(op.entry.rid):
+                        op.record._disco_id = None
+                if not op.future.done():
+                    op.future.set_result(op.entry.rid)
 
     def _fail(self, batch: list[_Op], exc: BaseException, *, attempted: bool) -> None:
         """Fail every write of a commit. A write that may have been stored keeps its id on
@@ -654,44 +723,51 @@ class TableStore(Generic[R]):
         else:
             self._pending_rids.pop(rid, None)
 
-    async def _checkpoint(self) -> None:
-        lease = self._writer_lease()
-        await lease.ready_to_send()
-        commit = self.state.allocate_commit()
-        await lease.ensure(self.name, self.state.next_rid - 1, commit)
-        plan = self.state.plan_checkpoint()
-        page_ids: list[int] = []
-        for number, blob in enumerate(plan.page_blobs):
-            message = await self.io.send(
-                plan_blob("pages", blob, commit=commit, inline=False),
-                nonce=self._nonce(self.io, commit, f"p{number}"),
-            )
-            page_ids.append(message.id)
-        final = plan.final_blob(page_ids)
-        message = await self.io.send(
-            plan_blob("ckpt", final, commit=commit), nonce=self._nonce(self.io, commit, "ckpt")
-        )
-        if not lease.acknowledgeable(message.id):
-            await self._withdraw(self.io, [*page_ids, message.id])
-            raise lease.error(maybe_stored=True)
-        self.state.finish_checkpoint(plan, page_ids, message.id)
-        self._tail_messages = 0
+    async def _send_checkpoint(self, op: SendCheckpoint) -> None:
+        """Write the checkpoint the engine planned: its pages, then its manifest."""
+        engine = self.engine
+        assert engine is not None
+        try:
+            lease = self._writer_lease()
+            await lease.ready_to_send()
+            await lease.ensure(self.name, op.top_rid, op.commit)
+            page_ids: list[int] = []
+            for number, blob in enumerate(op.plan.page_blobs):
+                try:
+                    message = await self.io.send(
+                        plan_blob("pages", blob, commit=op.commit, inline=False),
+                        nonce=self._nonce(self.io, op.commit, f"p{number}"),
+                    )
+                finally:
+                    self._paced(0, self.io)
+                page_ids.append(message.id)
+            final = op.plan.final_blob(page_ids)
+            try:
+                message = await self.io.send(
+                    plan_blob("ckpt", final, commit=op.commit),
+                    nonce=self._nonce(self.io, op.commit, "ckpt"),
+                )
+            finally:
+                self._paced(0, self.io)
+            if not lease.acknowledgeable(message.id):
+                await self._withdraw(self.io, [*page_ids, message.id])
+                raise lease.error(maybe_stored=True)
+        except BaseException:
+            engine.checkpoint_failed(op)
+            raise
+        engine.checkpointed(op, page_ids, message.id)
         log.debug("table %s: checkpoint in message %d", self.name, message.id)
 
-    async def _write_loop(self) -> None:
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            await self._commit(self._take_batch())
-            if self._tail_messages >= CHECKPOINT_EVERY:
-                try:
-                    await self._checkpoint()
-                except DiscobaseError as exc:
-                    log.warning("table %s: checkpoint failed, will retry: %s", self.name, exc)
+    async def checkpoint(self) -> None:
+        """Write a checkpoint now (once what is in flight has landed), e.g. after mending
+        the index in place."""
+        engine = self.engine
+        if engine is None:
+            raise self._read_only_error()
+        while not engine.idle:
+            self._idle.clear()
+            await self._idle.wait()
+        await self._send_checkpoint(engine.checkpoint())
 
     async def close(self) -> None:
         """Write everything queued, then a checkpoint if anything changed."""
@@ -699,11 +775,11 @@ class TableStore(Generic[R]):
         self._wakeup.set()
         if self._writer is not None:
             await self._writer
-        if self.lease is None or self.lease.lost is not None:
+        if self.lease is None or self.lease.lost is not None or self.engine is None:
             return
-        if self._wrote and self._tail_messages and self.state.dirty():
+        if self._wrote and self.engine.tail_messages and self.state.dirty():
             try:
-                await self._checkpoint()
+                await self._send_checkpoint(self.engine.checkpoint())
             except DiscobaseError as exc:
                 log.warning(
                     "table %s: final checkpoint failed (the log is intact): %s", self.name, exc
