@@ -9,6 +9,7 @@ import pydantic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from discobase_core.compaction import DeleteMessages, Listed
 from discobase_core.engine import (
     CHECKPOINT_FLOOR_BYTES,
     SendCheckpoint,
@@ -18,7 +19,7 @@ from discobase_core.engine import (
 )
 from discobase_core.log import Delete, Entry, LogBlock, Put
 from discobase_core.schema import TableSchema
-from discobase_core.state import TableState, read_checkpoint, read_pages
+from discobase_core.state import Location, TableState, read_checkpoint, read_pages
 
 
 class Pair(pydantic.BaseModel):
@@ -45,7 +46,30 @@ class FakeDiscord:
     lanes: dict[int, list[tuple[int, LogBlock]]] = field(default_factory=dict)
     pages: dict[int, dict[str, bytes]] = field(default_factory=dict)
     checkpoints: list[tuple[int, bytes]] = field(default_factory=list)
+    kinds: dict[int, tuple[str, int]] = field(default_factory=dict)  # checkpoint messages
     next_id: int = 1000
+
+    def listing(self) -> list[Listed]:
+        """What a sweep of every lane finds."""
+        found = [
+            Listed(lane, mid, "log", block.commit, 10)
+            for lane, messages in self.lanes.items()
+            for mid, block in messages
+        ]
+        found += [Listed(0, mid, kind, commit, 10) for mid, (kind, commit) in self.kinds.items()]
+        return found
+
+    def block(self, listed: Listed) -> LogBlock:
+        return dict(self.lanes[listed.lane])[listed.message_id]
+
+    def delete(self, op: DeleteMessages) -> None:
+        gone = {m.message_id for m in op.messages}
+        for lane, messages in self.lanes.items():
+            self.lanes[lane] = [(mid, b) for mid, b in messages if mid not in gone]
+        self.checkpoints = [(mid, f) for mid, f in self.checkpoints if mid not in gone]
+        for mid in gone:
+            self.pages.pop(mid, None)
+            self.kinds.pop(mid, None)
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -64,20 +88,22 @@ class FakeDiscord:
         for blob in op.plan.page_blobs:
             mid = self.new_id()
             self.pages[mid] = read_pages(blob, where="fake")
+            self.kinds[mid] = ("pages", op.commit)
             page_ids.append(mid)
         mid = self.new_id()
         final = op.plan.final_blob(page_ids)
         self.pages[mid] = read_checkpoint(final, where="fake")[1]
+        self.kinds[mid] = ("ckpt", op.commit)
         self.checkpoints.append((mid, final))
         return page_ids, mid
 
-    def reopen(self) -> TableState:
-        """What a fresh process rebuilds: the newest checkpoint, then every lane's log
-        from its floor on."""
+    def reopen(self, newest: int = 1) -> TableState:
+        """What a fresh process rebuilds: the newest checkpoint (or with `newest=2` the one
+        before it, as when the newest is damaged), then every lane's log from its floor."""
         state = TableState(table_schema=SCHEMA, fields=("a", "b"))
         floor = 0
-        if self.checkpoints:
-            mid, final = self.checkpoints[-1]
+        if len(self.checkpoints) >= newest:
+            mid, final = self.checkpoints[-newest]
             manifest, _ = read_checkpoint(final, where="fake")
             state = TableState.from_checkpoint(manifest, mid, self.pages, where="fake")
             floor = manifest.floor
@@ -269,6 +295,32 @@ def test_a_failed_checkpoint_keeps_its_tail_and_rewrites_everything_next() -> No
     assert snapshot(fake.reopen()) == snapshot(engine.state)
 
 
+def test_compaction_never_sets_a_record_back() -> None:
+    """A rewrite found before a newer write of the same record lands (or while it is in
+    flight on another lane) is dropped: the newer version stands."""
+    run = Run(lanes=2)
+    run.submit(Put(1, (1, 1), b"one-v1"))
+    run.submit(Put(2, (2, 2), b"two-v1"))
+    run.dispatch()
+    run.drain()
+    run.submit(Put(2, (2, 2), b"two-v2"))  # message 1 now holds a dead entry
+    run.dispatch()
+    run.drain()
+    run.checkpoint()
+    run.submit(Put(1, (1, 1), b"one-v2"))
+    run.dispatch()
+    [in_flight] = run.flying
+    run.compact()  # finds one-v1 live in message 1: a rewrite is queued
+    assert run.engine.compaction.rewrites
+    run.now += 100  # every lane's budget is back
+    run.dispatch()  # the other lane is free, but record 1 is busy
+    assert run.flying == [in_flight]
+    run.land(in_flight, 1)
+    run.drain()
+    run.check_reopen()
+    assert run.model[1] == b"one-v2"
+
+
 # -- the model test ---------------------------------------------------------------------------
 
 steps = st.lists(
@@ -277,90 +329,152 @@ steps = st.lists(
         st.tuples(st.just("delete"), st.integers(1, 12), st.just(0)),
         st.tuples(st.just("land"), st.integers(0, 7), st.integers(0, 2)),
         st.tuples(st.just("tick"), st.integers(0, 3), st.integers(0, 5)),
+        st.tuples(st.just("compact"), st.just(0), st.just(0)),
     ),
     max_size=80,
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(steps, st.integers(1, 4), st.integers(1, 2**30))
-def test_the_writer_against_a_model_of_the_truth(
-    script: list[tuple[str, int, int]], lanes: int, seed: int
-) -> None:
-    """Random writes, sends landing out of order, failures (with or without a stored
-    part), budgets and checkpoints. Whatever happens: each write settles exactly once, in
-    commit order; a lane never carries two commits; the state holds exactly the writes that
-    settled without error (applied in commit order); and a fresh process rebuilding from
-    the fake Discord whenever nothing is in flight sees that same state."""
-    engine = TableWriter.start(
-        TableState(table_schema=SCHEMA, fields=("a", "b")),
-        [True] * lanes,
-        checkpoint_messages=3,
-    )
-    fake = FakeDiscord()
-    now = 0.0
-    flying: list[SendCommit | SendCheckpoint] = []
-    submitted: dict[int, Entry] = {}
-    settled_tokens: list[int] = []
-    settled_commits: list[int] = []
-    model: dict[int, bytes] = {}
+class Run:
+    """One table writer against the fake Discord, and a model of what it acknowledged."""
 
-    def settle(outcomes: list[Settled]) -> None:
+    def __init__(self, lanes: int) -> None:
+        self.engine = TableWriter.start(
+            TableState(table_schema=SCHEMA, fields=("a", "b")),
+            [True] * lanes,
+            checkpoint_messages=3,
+        )
+        self.fake = FakeDiscord()
+        self.now = 0.0
+        self.flying: list[SendCommit | SendCheckpoint | DeleteMessages] = []
+        self.submitted: dict[int, Entry] = {}
+        self.settled_tokens: list[int] = []
+        self.settled_commits: list[int] = []
+        self.model: dict[int, bytes] = {}
+
+    def submit(self, entry: Entry) -> None:
+        self.submitted[self.engine.submit(entry)] = entry
+
+    def settle(self, outcomes: list[Settled]) -> None:
         for outcome in outcomes:
-            settled_commits.append(outcome.commit)
-            settled_tokens.extend(outcome.tokens)
+            self.settled_commits.append(outcome.commit)
+            self.settled_tokens.extend(outcome.tokens)
             if outcome.error is None:
                 for token in outcome.tokens:
-                    entry = submitted[token]
+                    entry = self.submitted[token]
                     if isinstance(entry, Put):
-                        model[entry.rid] = entry.payload
+                        self.model[entry.rid] = entry.payload
                     else:
-                        model.pop(entry.rid, None)
+                        self.model.pop(entry.rid, None)
 
-    def dispatch() -> None:
-        for op in engine.poll(now):
+    def dispatch(self) -> None:
+        for op in self.engine.poll(self.now):
             if isinstance(op, SendCommit):
-                busy = [o.lane for o in flying if isinstance(o, SendCommit)]
+                busy = [o.lane for o in self.flying if isinstance(o, SendCommit)]
                 assert op.lane not in busy
-            flying.append(op)
+            self.flying.append(op)
 
+    def compact(self) -> None:
+        for listed in self.engine.sweep(self.fake.listing()):
+            self.engine.swept(listed, self.fake.block(listed))
+
+    def land(self, op: SendCommit | SendCheckpoint | DeleteMessages, outcome: int) -> None:
+        """Complete `op`: outcome 0 fails it (a multi-part commit may leave a part)."""
+        self.flying.remove(op)
+        if isinstance(op, DeleteMessages):
+            if outcome == 0:
+                self.engine.delete_failed(op)
+            else:
+                self.fake.delete(op)
+                self.engine.deleted(op)
+        elif isinstance(op, SendCheckpoint):
+            if outcome == 0:
+                self.engine.checkpoint_failed(op)
+            else:
+                self.engine.checkpointed(op, *self.fake.store_checkpoint(op))
+        elif outcome == 0:
+            self.fake.store(op, parts=len(op.blocks) - 1)
+            self.settle(self.engine.failed(op.commit, RuntimeError("lost"), attempted=True))
+        else:
+            self.engine.paced(op.lane, self.now, remaining=outcome % 3, resets_in=2.0)
+            self.settle(self.engine.committed(op.commit, self.fake.store(op)))
+
+    def drain(self) -> None:
+        while not self.engine.idle or self.engine.deleting or self.flying:
+            self.now += 10
+            self.dispatch()
+            for op in list(self.flying):
+                self.land(op, 1)
+
+    def checkpoint(self) -> None:
+        op = self.engine.checkpoint()
+        self.engine.checkpointed(op, *self.fake.store_checkpoint(op))
+
+    def check_reopen(self) -> None:
+        """Both the newest checkpoint and the one before it open to the acknowledged state,
+        and every record reads back as last acknowledged."""
+        assert snapshot(self.fake.reopen()) == snapshot(self.engine.state)
+        assert snapshot(self.fake.reopen(newest=2)) == snapshot(self.engine.state)
+        assert self.engine.state.rids() == sorted(self.model)
+        for rid, payload in self.model.items():
+            location = self.engine.state.location(rid)
+            assert location is not None
+            block = dict(self.fake.lanes[location.lane])[location.message_id]
+            entry = block.entries[location.entry]
+            assert isinstance(entry, Put)
+            assert entry.payload == payload, f"record {rid} reads back an older version"
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps, st.integers(1, 4))
+def test_the_writer_against_a_model_of_the_truth(
+    script: list[tuple[str, int, int]], lanes: int
+) -> None:
+    """Random writes, sends landing out of order, failures (with or without a stored part),
+    budgets, checkpoints and compactions. Whatever happens: each write settles exactly once,
+    in commit order; a lane never carries two commits; the state holds exactly the writes
+    that settled without error (applied in commit order); a fresh process rebuilding from
+    the fake Discord whenever nothing is in flight sees that same state, from the newest
+    checkpoint or the one before it; and after a compaction and two checkpoints, no
+    superseded or deleted record is stored anywhere."""
+    run = Run(lanes)
     for action, a, b in script:
         if action == "put":
-            entry: Entry = Put(a, (a, b), str(b).encode())
-            submitted[engine.submit(entry)] = entry
+            run.submit(Put(a, (a, b), str(b).encode()))
         elif action == "delete":
-            entry = Delete(a)
-            submitted[engine.submit(entry)] = entry
+            run.submit(Delete(a))
         elif action == "tick":
-            now += a
-        elif flying:
-            op = flying.pop(a % len(flying))
-            if isinstance(op, SendCheckpoint):
-                if b == 0:
-                    engine.checkpoint_failed(op)
-                else:
-                    engine.checkpointed(op, *fake.store_checkpoint(op))
-            elif b == 0:  # failed; a multi-part commit may have a part stored
-                fake.store(op, parts=len(op.blocks) - 1)
-                settle(engine.failed(op.commit, RuntimeError("lost"), attempted=True))
-            else:
-                engine.paced(op.lane, now, remaining=(seed + a) % 3, resets_in=2.0)
-                settle(engine.committed(op.commit, fake.store(op)))
-        dispatch()
-        if not engine.writing:  # a crash now loses nothing acknowledged
-            assert snapshot(fake.reopen()) == snapshot(engine.state)
-    # Let everything land.
-    while not engine.idle:
-        now += 10
-        dispatch()
-        for op in list(flying):
-            flying.remove(op)
-            if isinstance(op, SendCheckpoint):
-                engine.checkpointed(op, *fake.store_checkpoint(op))
-            else:
-                settle(engine.committed(op.commit, fake.store(op)))
-    assert sorted(settled_tokens) == sorted(submitted)
-    assert len(set(settled_tokens)) == len(settled_tokens)
-    assert settled_commits == sorted(settled_commits)
-    assert engine.state.rids() == sorted(model)
-    assert snapshot(fake.reopen()) == snapshot(engine.state)
+            run.now += a
+        elif action == "compact":
+            run.compact()
+        elif run.flying:
+            run.land(run.flying[a % len(run.flying)], b)
+        run.dispatch()
+        if not run.engine.writing and not run.flying:  # a crash now loses nothing acked
+            run.check_reopen()
+    run.drain()
+    assert sorted(run.settled_tokens) == sorted(run.submitted)
+    assert len(set(run.settled_tokens)) == len(run.settled_tokens)
+    assert run.settled_commits == sorted(run.settled_commits)
+    assert run.engine.state.rids() == sorted(run.model)
+    run.check_reopen()
+    # A full compaction (a checkpoint first, so it covers the whole log; then two more):
+    # then only live records are stored.
+    run.checkpoint()
+    run.compact()
+    run.drain()
+    run.checkpoint()
+    run.checkpoint()
+    run.drain()
+    run.check_reopen()
+    state = run.engine.state
+    for lane, messages in run.fake.lanes.items():
+        for mid, block in messages:
+            for number, entry in enumerate(block.entries):
+                assert isinstance(entry, Put), f"a delete survived in {mid}"
+                assert state.location(entry.rid) == Location(mid, number, lane), (
+                    f"record {entry.rid}: a dead version survived in {mid}"
+                )
+    assert {rid: state.location(rid) is not None for rid in run.model} == dict.fromkeys(
+        run.model, True
+    )

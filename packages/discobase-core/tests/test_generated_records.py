@@ -54,7 +54,7 @@ def containers(inner: st.SearchStrategy[Typed]) -> st.SearchStrategy[Typed]:
     return st.one_of(
         inner.map(lambda t: (List[t[0]], st.lists(t[1], max_size=3))),
         inner.map(lambda t: (Tuple[t[0], ...], st.lists(t[1], max_size=3).map(tuple))),
-        inner.map(lambda t: (t[0] | None, st.none() | t[1])),
+        inner.map(lambda t: (None if t[0] is None else t[0] | None, st.none() | t[1])),
         hashable.map(lambda t: (FrozenSet[t[0]], st.frozensets(t[1], max_size=3))),
         hashable.map(lambda t: (Set[t[0]], st.sets(t[1], max_size=3))),
         st.tuples(hashable, inner).map(

@@ -23,6 +23,8 @@ Why it is shaped like this:
   open downloads (so a crash reopen costs at most about twice a clean one), or holds too
   many messages. It is a snapshot (`TableState.plan_checkpoint`) written to lane 0 while the
   other lanes go on writing.
+- Compaction (discobase_core.compaction) rides along: its rewrites are commits cut only
+  when no write of the caller's waits, and its deletes never take a lane's send budget.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from discobase_core.compaction import Compaction, DeleteMessages, Listed
 from discobase_core.log import Entry, LogBlock, MessagePlan, Put, plan_commit
 from discobase_core.state import CheckpointPlan, TableState
 
@@ -79,7 +82,7 @@ class SendCheckpoint:
     top_rid: int
 
 
-Operation = SendCommit | SendCheckpoint
+Operation = SendCommit | SendCheckpoint | DeleteMessages
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,9 @@ class TableWriter:
     tail_messages: int = 0
     tail_bytes: int = 0
     acked: int = 0  # the newest commit applied
+    #: the message holding the latest durable checkpoint (0: none yet)
+    latest_checkpoint: int = 0
+    compaction: Compaction = field(default_factory=Compaction)
     _queue: deque[tuple[int, Entry]] = field(default_factory=deque)
     _queued_bytes: int = 0
     _tokens: int = 0
@@ -157,22 +163,34 @@ class TableWriter:
         *,
         checkpoint_messages: int = CHECKPOINT_MESSAGES,
         page_sizes: dict[str, int] | None = None,
+        latest_checkpoint: int = 0,
     ) -> TableWriter:
         """A writer for `state` over lanes (`alive[n]`: lane n can be written), whose latest
-        checkpoint's pages have `page_sizes`."""
+        checkpoint (in message `latest_checkpoint`) has pages of `page_sizes`."""
         return cls(
             state,
             [_Lane(bool(a)) for a in alive],
             checkpoint_messages=checkpoint_messages,
             page_sizes=dict(page_sizes or {}),
+            latest_checkpoint=latest_checkpoint,
         )
 
     # -- what the driver asks ---------------------------------------------------------------
 
     @property
     def idle(self) -> bool:
-        """Nothing queued, in flight or being checkpointed."""
-        return not self._queue and not self._flights and self._checkpoint is None
+        """Nothing queued, in flight or being checkpointed (deletes may still run)."""
+        return (
+            not self._queue
+            and not self._flights
+            and self._checkpoint is None
+            and not self.compaction.rewrites
+        )
+
+    @property
+    def deleting(self) -> bool:
+        """Compaction has messages to delete, or deletes under way."""
+        return bool(self.compaction.deletable or self.compaction.deleting)
 
     @property
     def writing(self) -> bool:
@@ -192,7 +210,7 @@ class TableWriter:
         """When `poll` may hand out more than it did (a paced lane becomes ready), or None
         if only an event (a result, a new write) can change that."""
         due = checkpoints and self._checkpoint is None and self.checkpoint_due()
-        if not self._queue and not due:
+        if not self._queue and not self.compaction.rewrites and not due:
             return None
         times = [lane.ready_at for lane in self.lanes if lane.alive and not lane.busy]
         return min(times) if times else None
@@ -239,8 +257,43 @@ class TableWriter:
             lane = self._free_lane(now, skip_zero=reserve_lane_zero)
             if lane is None:
                 break
-            ops.append(self._dispatch(lane))
+            ops.append(self._dispatch(lane, self._take_batch()))
+        while not self._queue and self.compaction.rewrites:
+            lane = self._free_lane(now, skip_zero=reserve_lane_zero)
+            if lane is None:
+                break
+            busy = {e.rid for f in self._flights.values() for b in f.blocks for e in b.entries}
+            puts = self.compaction.take_rewrites(self.state, busy, self.batch_bytes)
+            if puts:
+                ops.append(self._dispatch(lane, [(0, put) for put in puts]))
+        alive = [n for n, lane in enumerate(self.lanes) if lane.alive]
+        ops.extend(self.compaction.take_deletes(alive))
         return ops
+
+    # -- compaction ---------------------------------------------------------------------------
+
+    def sweep(self, listing: Sequence[Listed]) -> list[Listed]:
+        """Start a compaction from a listing of every message of the table's lanes;
+        returns the log messages to read and hand to `swept`."""
+        keep = set(self.state.refs.values()) | {self.latest_checkpoint}
+        return self.compaction.sweep(
+            self.state,
+            listing,
+            floor=self.state.replay_floor,
+            keep=keep,
+            latest=self.latest_checkpoint,
+        )
+
+    def swept(self, listed: Listed, block: LogBlock) -> int:
+        """A listed log message's block; returns how many of its records will be
+        rewritten (none if it holds no dead entry)."""
+        return self.compaction.read(self.state, listed, block)
+
+    def deleted(self, op: DeleteMessages) -> None:
+        self.compaction.deleted(op)
+
+    def delete_failed(self, op: DeleteMessages) -> None:
+        self.compaction.delete_failed(op)
 
     def committed(self, commit: int, message_ids: Sequence[int]) -> list[Settled]:
         """Every message of `commit` was sent and acknowledged (`message_ids`, in order)."""
@@ -262,6 +315,7 @@ class TableWriter:
         nothing is in flight). Lane 0 is held until it is reported."""
         commit = self.state.allocate_commit()
         plan = self.state.plan_checkpoint(replay_from=self._oldest_in_flight())
+        self.compaction.retire(self.state, floor=plan.snapshot.floor, kept_refs=plan.kept_refs)
         self._checkpoint = _Checkpoint(commit, self.tail_messages, self.tail_bytes)
         self.tail_messages = self.tail_bytes = 0
         self.lanes[0].busy = True
@@ -271,6 +325,9 @@ class TableWriter:
         """The checkpoint `op` is stored: its pages in `page_ids`, its final blob in
         `message_id`."""
         self.state.finish_checkpoint(op.plan, page_ids, message_id)
+        self.state.replay_floor = op.plan.snapshot.floor
+        self.latest_checkpoint = message_id
+        self.compaction.checkpointed()
         sizes = {key: len(data) for pack in op.plan.packs for key, data in pack.items()}
         kept = op.plan.kept_refs
         self.page_sizes = {
@@ -288,6 +345,7 @@ class TableWriter:
             self.tail_messages += pending.tail_messages
             self.tail_bytes += pending.tail_bytes
         self.state.abandon_checkpoint()
+        self.compaction.checkpoint_failed()
         self._checkpoint = None
         self.lanes[0].busy = False
 
@@ -319,15 +377,16 @@ class TableWriter:
         self._queued_bytes -= size
         return batch
 
-    def _dispatch(self, lane: int) -> SendCommit:
-        batch = self._take_batch()
+    def _dispatch(self, lane: int, batch: Sequence[tuple[int, Entry]]) -> SendCommit:
+        """Cut a commit of `batch` ((token, entry) pairs; token 0: a compaction rewrite)."""
         commit = self.state.allocate_commit()
         entries = [entry for _, entry in batch]
         planned = plan_commit(entries, commit=commit, width=len(self.state.fields))
         blocks = tuple(block for block, _ in planned)
         plans = tuple(plan for _, plan in planned)
         size = sum(plan_size(plan) for plan in plans)
-        self._flights[commit] = _Flight(lane, tuple(t for t, _ in batch), blocks, size)
+        tokens = tuple(t for t, _ in batch if t)
+        self._flights[commit] = _Flight(lane, tokens, blocks, size)
         self.lanes[lane].busy = True
         return SendCommit(commit, lane, blocks, plans, max(e.rid for e in entries))
 
