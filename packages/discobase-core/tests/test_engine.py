@@ -321,6 +321,30 @@ def test_compaction_never_sets_a_record_back() -> None:
     assert run.model[1] == b"one-v2"
 
 
+def test_a_commit_stored_but_not_yet_applied_is_never_garbage() -> None:
+    """A commit that landed while an earlier one is still in flight holds no live record
+    yet; compaction must not mistake its message for garbage."""
+    run = Run(lanes=2)
+    run.submit(Put(1, (1, 1), b"a"))
+    run.dispatch()
+    run.drain()
+    run.checkpoint()
+    run.now += 100  # every lane's budget is back
+    run.submit(Put(2, (2, 2), b"b"))
+    run.dispatch()
+    run.submit(Put(3, (3, 3), b"c"))
+    run.dispatch()
+    first, second = run.flying
+    run.land(second, 1)  # stored, waiting for the first
+    run.compact()
+    run.land(first, 1)
+    run.drain()
+    for _ in range(3):
+        run.checkpoint()
+        run.drain()
+    run.check_reopen()
+
+
 # -- the model test ---------------------------------------------------------------------------
 
 steps = st.lists(
@@ -383,7 +407,7 @@ class Run:
         self.flying.remove(op)
         if isinstance(op, DeleteMessages):
             if outcome == 0:
-                self.engine.delete_failed(op)
+                self.engine.delete_failed(op, self.now)
             else:
                 self.fake.delete(op)
                 self.engine.deleted(op)

@@ -86,6 +86,8 @@ class Compaction:
     retired: list[Listed] = field(default_factory=list)  # at the latest durable checkpoint
     deletable: list[Listed] = field(default_factory=list)
     deleting: dict[int, DeleteMessages] = field(default_factory=dict)  # by lane
+    delete_after: float = 0.0  # after failed deletes, wait until then (backing off)
+    failures: int = 0  # failed delete requests in a row
     #: what this process deleted and rewrote so far
     deleted_messages: int = 0
     deleted_bytes: int = 0
@@ -191,8 +193,11 @@ class Compaction:
             self.pending[listed.message_id] = _Garbage(listed, frozenset())
         self.retiring = []
 
-    def take_deletes(self, lanes: Iterable[int]) -> list[DeleteMessages]:
-        """Deletes to start now: up to 100 messages per lane, one batch per lane at a time."""
+    def take_deletes(self, lanes: Iterable[int], now: float) -> list[DeleteMessages]:
+        """Deletes to start now: up to 100 messages per lane, one batch per lane at a time
+        (none while backing off after a failure)."""
+        if now < self.delete_after:
+            return []
         free = {lane for lane in lanes if lane not in self.deleting}
         ops: list[DeleteMessages] = []
         left: list[Listed] = []
@@ -212,14 +217,18 @@ class Compaction:
         return ops
 
     def deleted(self, op: DeleteMessages) -> None:
+        self.failures = 0
         self.deleting.pop(op.lane, None)
         self.deleted_messages += len(op.messages)
         self.deleted_bytes += sum(m.size for m in op.messages)
 
-    def delete_failed(self, op: DeleteMessages) -> None:
-        """Try again later (a message already gone counts as deleted: the driver says so)."""
+    def delete_failed(self, op: DeleteMessages, now: float) -> None:
+        """Try again later, backing off (1 s, 2 s, ... up to 5 minutes): a message already
+        gone counts as deleted (the driver says so), so this is Discord failing."""
         self.deleting.pop(op.lane, None)
         self.deletable.extend(op.messages)
+        self.failures += 1
+        self.delete_after = now + min(300.0, 2.0 ** (self.failures - 1))
 
 
 def _lives_in(state: TableState, rid: int, message_id: int) -> bool:

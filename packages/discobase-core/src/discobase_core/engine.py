@@ -210,9 +210,11 @@ class TableWriter:
         """When `poll` may hand out more than it did (a paced lane becomes ready), or None
         if only an event (a result, a new write) can change that."""
         due = checkpoints and self._checkpoint is None and self.checkpoint_due()
-        if not self._queue and not self.compaction.rewrites and not due:
-            return None
-        times = [lane.ready_at for lane in self.lanes if lane.alive and not lane.busy]
+        times = []
+        if self.compaction.deletable:
+            times.append(self.compaction.delete_after)
+        if self._queue or self.compaction.rewrites or due:
+            times += [lane.ready_at for lane in self.lanes if lane.alive and not lane.busy]
         return min(times) if times else None
 
     # -- events ---------------------------------------------------------------------------
@@ -267,7 +269,7 @@ class TableWriter:
             if puts:
                 ops.append(self._dispatch(lane, [(0, put) for put in puts]))
         alive = [n for n, lane in enumerate(self.lanes) if lane.alive]
-        ops.extend(self.compaction.take_deletes(alive))
+        ops.extend(self.compaction.take_deletes(alive, now))
         return ops
 
     # -- compaction ---------------------------------------------------------------------------
@@ -292,8 +294,8 @@ class TableWriter:
     def deleted(self, op: DeleteMessages) -> None:
         self.compaction.deleted(op)
 
-    def delete_failed(self, op: DeleteMessages) -> None:
-        self.compaction.delete_failed(op)
+    def delete_failed(self, op: DeleteMessages, now: float) -> None:
+        self.compaction.delete_failed(op, now)
 
     def committed(self, commit: int, message_ids: Sequence[int]) -> list[Settled]:
         """Every message of `commit` was sent and acknowledged (`message_ids`, in order)."""

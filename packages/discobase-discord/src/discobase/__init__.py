@@ -23,6 +23,7 @@ from discobase._catalog import (
     parse_text,
     stored_tables,
 )
+from discobase._store import CompactionReport
 from discobase.database import REQUIRED_PERMISSIONS, Database
 from discobase.table import Table
 from discobase_core.errors import (
@@ -55,6 +56,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LEASE_TTL",
     "REQUIRED_PERMISSIONS",
+    "CompactionReport",
     "ConnectionFailedError",
     "Database",
     "DatabaseCorruptionError",

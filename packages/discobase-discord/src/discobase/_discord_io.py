@@ -9,9 +9,11 @@ attachment URL is refreshed by fetching the message again, never stored).
 from __future__ import annotations
 
 import asyncio
+import datetime
+import functools
 import io
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -33,6 +35,8 @@ T = TypeVar("T")
 
 # Discord (or a proxy in front of it) failing: worth retrying with a backoff.
 _RETRY_ATTEMPTS = 5
+# Discord bulk-deletes only messages younger than 14 days; an hour of margin for clocks.
+_BULK_AGE = datetime.timedelta(days=14) - datetime.timedelta(hours=1)
 
 
 def translate(exc: BaseException, doing: str) -> DiscobaseError:
@@ -244,6 +248,36 @@ class ChannelIO:
         for message_id in message_ids:
             partial = self.channel.get_partial_message(message_id)
             await with_retries(f"deleting {self.where(message_id)}", partial.delete)
+
+    async def erase(self, message_ids: Sequence[int]) -> None:
+        """Delete messages nothing needs any more, as Discord allows: up to 100 younger
+        than 14 days in one bulk request, older ones one by one. A message already gone
+        counts as deleted."""
+        now = discord.utils.utcnow()
+        young = [m for m in message_ids if now - discord.utils.snowflake_time(m) < _BULK_AGE]
+        old = [m for m in message_ids if m not in set(young)]
+        for start in range(0, len(young), 100):
+            chunk = [discord.Object(m) for m in young[start : start + 100]]
+            if len(chunk) == 1:
+                old.append(chunk[0].id)
+                continue
+            try:
+                await with_retries(
+                    f"deleting {len(chunk)} messages in #{self.channel.name}",
+                    functools.partial(self.channel.delete_messages, chunk),
+                )
+            except DiscobaseError as exc:
+                cause = exc.__cause__
+                if not (isinstance(cause, discord.HTTPException) and cause.code == 50034):
+                    raise
+                old += [m.id for m in chunk]  # older than Discord's clock allows: one by one
+        for message_id in old:
+            partial = self.channel.get_partial_message(message_id)
+            try:
+                await with_retries(f"deleting {self.where(message_id)}", partial.delete)
+            except DiscobaseError as exc:
+                if not isinstance(exc.__cause__, discord.NotFound):
+                    raise
 
     async def read(self, message: discord.Message) -> bytes:
         """The sealed blob `message` holds (downloading its attachments)."""

@@ -35,6 +35,7 @@ import discord
 
 from discobase._discord_io import ChannelIO, describe, translate
 from discobase_core.codec import RecordCodec, unseal
+from discobase_core.compaction import DeleteMessages, Listed
 from discobase_core.engine import (
     CHECKPOINT_MESSAGES,
     SendCheckpoint,
@@ -77,7 +78,7 @@ if TYPE_CHECKING:
     from discobase._lease import Lease
     from discobase.table import Table
 
-__all__ = ["CHECKPOINT_EVERY", "TableStore"]
+__all__ = ["CHECKPOINT_EVERY", "CompactionReport", "TableStore"]
 
 log = logging.getLogger("discobase")
 
@@ -87,6 +88,19 @@ CHECKPOINT_EVERY = CHECKPOINT_MESSAGES  # log messages between checkpoints at mo
 _FETCH_CONCURRENCY = 8
 _Payloads = tuple[bytes | None, ...]
 _Tail = list[tuple[int, discord.Message, bytes | None]]  # (lane, message, blob if read)
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionReport:
+    """What one `compact()` of a table did."""
+
+    table: str
+    messages_listed: int
+    bytes_listed: int
+    records_rewritten: int
+    messages_deleted: int
+    bytes_deleted: int
+    messages_left: int  # garbage still to delete (Discord refused for now: retried later)
 
 
 @dataclass(eq=False)
@@ -226,6 +240,7 @@ class TableStore(Generic[R]):
             [io is not None for io in self.ios],
             checkpoint_messages=CHECKPOINT_EVERY,
             page_sizes=self._page_sizes,
+            latest_checkpoint=checkpoint.id if checkpoint else 0,
         )
         self.engine.tail_messages, self.engine.tail_bytes = self._replayed
         if not checkpoint or changed or added or self.state.fences != before or tail:
@@ -614,10 +629,12 @@ class TableStore(Generic[R]):
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
 
-    async def _perform(self, op: SendCommit | SendCheckpoint) -> None:
+    async def _perform(self, op: SendCommit | SendCheckpoint | DeleteMessages) -> None:
         try:
             if isinstance(op, SendCommit):
                 await self._send_commit(op)
+            elif isinstance(op, DeleteMessages):
+                await self._delete_messages(op)
             else:
                 try:
                     await self._send_checkpoint(op)
@@ -757,6 +774,104 @@ class TableStore(Generic[R]):
             raise
         engine.checkpointed(op, page_ids, message.id)
         log.debug("table %s: checkpoint in message %d", self.name, message.id)
+
+    async def _delete_messages(self, op: DeleteMessages) -> None:
+        engine = self.engine
+        assert engine is not None
+        channel_io = self.ios[op.lane]
+        try:
+            if channel_io is not None:  # a lane thread that is gone took its messages along
+                await channel_io.erase([m.message_id for m in op.messages])
+        except BaseException as exc:
+            engine.delete_failed(op, asyncio.get_running_loop().time())
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("table %s: compaction could not delete messages: %s", self.name, exc)
+            return
+        engine.deleted(op)
+
+    async def compact(self) -> CompactionReport:
+        """Reclaim space and erase what was deleted or overwritten, now: a checkpoint (so it
+        covers the whole log), a sweep of every lane, the live records of messages that also
+        hold dead ones written again, two more checkpoints, then the deletes. Writes go on
+        meanwhile; see discobase_core.compaction for why nothing can be lost."""
+        engine = self.engine
+        if engine is None:
+            raise self._read_only_error()
+        before = (engine.compaction.deleted_messages, engine.compaction.deleted_bytes)
+        failures = engine.compaction.failures
+        rewritten = engine.compaction.rewritten_records
+        await self.checkpoint()
+        listing = await self._sweep()
+        to_read = engine.sweep(listing)
+        for lane in sorted({listed.lane for listed in to_read}):
+            wanted = {listed.message_id: listed for listed in to_read if listed.lane == lane}
+            blocks = await self._read_log_blocks(lane, set(wanted))
+            for message_id, block in blocks.items():
+                engine.swept(wanted[message_id], block)
+        self._wakeup.set()
+        await self.checkpoint()  # once the rewrites are in: the garbage retires
+        await self.checkpoint()  # and now nothing needs it
+        while engine.deleting and engine.compaction.failures <= failures:
+            self._idle.clear()
+            self._wakeup.set()
+            await self._idle.wait()
+        left = len(engine.compaction.deletable) + sum(
+            len(op.messages) for op in engine.compaction.deleting.values()
+        )
+        if left:
+            log.warning(
+                "table %s: %d messages are left to delete (Discord refused for now); the "
+                "writer tries again in the background",
+                self.name,
+                left,
+            )
+        return CompactionReport(
+            table=self.name,
+            messages_listed=len(listing),
+            bytes_listed=sum(listed.size for listed in listing),
+            records_rewritten=engine.compaction.rewritten_records - rewritten,
+            messages_deleted=engine.compaction.deleted_messages - before[0],
+            bytes_deleted=engine.compaction.deleted_bytes - before[1],
+            messages_left=left,
+        )
+
+    async def _sweep(self) -> list[Listed]:
+        """Every one of our messages in every lane (one history request per 100)."""
+        listing: list[Listed] = []
+        for lane, channel_io in enumerate(self.ios):
+            if channel_io is None:
+                continue
+            async for message in channel_io.history():
+                if not channel_io.is_ours(message):
+                    continue
+                try:
+                    kind, commit, _ = await self._kind_of(channel_io, message)
+                except DatabaseCorruptionError as exc:
+                    log.warning("table %s: compaction skips %s", self.name, exc.message)
+                    continue
+                size = len(message.content) + sum(a.size for a in message.attachments)
+                listing.append(Listed(lane, message.id, kind, commit, size))
+        return listing
+
+    async def _read_log_blocks(self, lane: int, wanted: set[int]) -> dict[int, LogBlock]:
+        """The log blocks of messages `wanted` of `lane` (paged: 100 messages a request)."""
+        channel_io = self.ios[lane]
+        assert channel_io is not None
+        found: dict[int, LogBlock] = {}
+        pending = set(wanted)
+        while pending:
+            page = await channel_io.page_after(min(pending) - 1)
+            blocks, damaged = await self._blocks_of(channel_io, page, pending)
+            for message, block in blocks:
+                if message.id in pending:
+                    found[message.id] = block
+                    pending.discard(message.id)
+            pending -= set(damaged)
+            if len(page) < channel_io.PAGE:
+                break
+            pending = {mid for mid in pending if mid > page[-1].id}
+        return found
 
     async def checkpoint(self) -> None:
         """Write a checkpoint now (once what is in flight has landed), e.g. after mending

@@ -19,7 +19,7 @@ from discobase._discord_io import ChannelIO, retry_reads, translate, with_retrie
 from discobase._lease import LEASE_CHANNEL, Lease, read_lease
 from discobase._limiter import GlobalLimiter, install_limiter
 from discobase._redirect import route_client, split_api_url
-from discobase._store import TableStore
+from discobase._store import CompactionReport, TableStore
 from discobase.table import Table
 from discobase_core.errors import (
     ConnectionFailedError,
@@ -27,6 +27,7 @@ from discobase_core.errors import (
     DatabaseTableError,
     DiscobaseError,
     GuildNotFoundError,
+    ReadOnlyError,
 )
 from discobase_core.hashing import check_supported
 from discobase_core.lease import LEASE_TTL_MS, LeaseView, TableMark
@@ -364,6 +365,16 @@ class Database:
             del self._opening[name]
         self.damaged.pop(name, None)
         return store
+
+    async def compact(self) -> list[CompactionReport]:
+        """Compact every table now (`Table.compact()`): what was overwritten or deleted is
+        erased from Discord, and its space reclaimed. Writes go on meanwhile."""
+        if self._lease is None:
+            raise ReadOnlyError(
+                "a read-only database cannot compact",
+                hint="open the Database without read_only=True",
+            )
+        return [await store.compact() for store in list(self._stores.values())]
 
     async def refresh(self) -> None:
         """Read every table again, to see what the writer committed since (for a

@@ -17,7 +17,7 @@ from discobase_core.errors import (
 )
 
 if TYPE_CHECKING:
-    from discobase._store import TableStore
+    from discobase._store import CompactionReport, TableStore
     from discobase.database import Database
 
 __all__ = ["Table"]
@@ -187,3 +187,9 @@ class Table(BaseModel):
     async def count(cls, **fields: Any) -> int:
         """How many records match the given values (no arguments: all of them)."""
         return await cls._store().count(fields)
+
+    @classmethod
+    async def compact(cls) -> CompactionReport:
+        """Reclaim the space of overwritten and deleted records and erase them from
+        Discord now (the writer also does it on its own; see the storage docs)."""
+        return await cls._store().compact()

@@ -1,0 +1,175 @@
+"""Compaction: what was overwritten or deleted is erased from Discord and its space
+reclaimed, writes go on meanwhile, and a crash at any step loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from discobase_test_support import TOKEN, MakeDb, crash
+
+import discobase
+from discobase._store import TableStore
+from discobase_core.codec import unseal
+from discobase_core.log import Put, decode_block
+from discobase_core.state import Location
+from discobase_emulator import Emulator
+
+SECRET = "forget-me-7f3a"
+
+
+def notes_table(db: discobase.Database) -> type[Any]:
+    @db.table
+    class Note(discobase.Table):
+        title: str
+        body: str = ""
+
+    return Note
+
+
+async def stored_log(store: TableStore[Any]) -> list[tuple[int, int, int, Put | None]]:
+    """(lane, message id, entry number, put or None for a delete) of every log entry
+    stored in the table's lanes, read straight from Discord."""
+    entries: list[tuple[int, int, int, Put | None]] = []
+    for lane, channel_io in enumerate(store.ios):
+        assert channel_io is not None
+        async for message in channel_io.history():
+            if not channel_io.is_ours(message):
+                continue  # e.g. the "thread created" notices of the lanes
+            blob = await channel_io.read(message)
+            if unseal(blob, where="test")[0] != "log":
+                continue
+            block = decode_block(blob, where="test")[0]
+            for number, entry in enumerate(block.entries):
+                entries.append(
+                    (lane, message.id, number, entry if isinstance(entry, Put) else None)
+                )
+    return entries
+
+
+async def churn(Note: type[Any]) -> dict[str, str]:
+    """Saves, updates and deletes in several commits; returns the live titles -> bodies."""
+    notes = list(await asyncio.gather(*(Note(title=f"n{i}", body="v1").save() for i in range(30))))
+    secret = await Note(title="secret", body=SECRET).save()
+    for note in notes[:10]:
+        note.body = "v2"
+        await note.update()
+    await asyncio.gather(*(note.delete() for note in notes[20:]))
+    await secret.delete()
+    return {n.title: n.body for n in notes[:20]}
+
+
+async def open_notes(make_db: MakeDb, **kwargs: Any) -> tuple[discobase.Database, type[Any]]:
+    db = make_db(**kwargs)
+    Note = notes_table(db)
+    db.login_task(TOKEN)
+    await db.wait_ready()
+    return db, Note
+
+
+async def test_compact_erases_deleted_and_overwritten_records(
+    emu: Emulator, make_db: MakeDb
+) -> None:
+    db, Note = await open_notes(make_db)
+    live = await churn(Note)
+    store = db._stores["Note"]
+    before = await stored_log(store)
+    assert any(p is not None and SECRET.encode() in p.payload for _, _, _, p in before)
+    [report] = await db.compact()
+    assert report.messages_deleted > 0
+    assert report.bytes_deleted > 0
+    after = await stored_log(store)
+    for lane, message_id, number, put in after:
+        assert put is not None, f"a delete entry survived in message {message_id}"
+        assert SECRET.encode() not in put.payload
+        assert store.state.location(put.rid) == Location(message_id, number, lane), (
+            f"an old version of record {put.rid} survived in message {message_id}"
+        )
+    assert {n.title: n.body for n in await Note.find()} == live
+    await db.close()
+    _, Again = await open_notes(make_db)
+    assert {n.title: n.body for n in await Again.find()} == live
+    assert await Again.find(body=SECRET) == []
+
+
+async def test_writes_go_on_during_a_compaction(emu: Emulator, make_db: MakeDb) -> None:
+    db, Note = await open_notes(make_db)
+    live = await churn(Note)
+    compaction = asyncio.create_task(db.compact())
+    extra = [await Note(title=f"during{i}", body="x").save() for i in range(15)]
+    for note in extra[:5]:
+        note.body = "y"
+        await note.update()
+    await compaction
+    live |= {n.title: n.body for n in extra}
+    assert {n.title: n.body for n in await Note.find()} == live
+    await db.close()
+    _, Again = await open_notes(make_db)
+    assert {n.title: n.body for n in await Again.find()} == live
+
+
+async def test_a_crash_at_any_step_of_a_compaction_loses_nothing(
+    emu: Emulator, make_db: MakeDb
+) -> None:
+    """Stop (as a killed process would) after each step: the sweep and rewrites, the first
+    checkpoint after them, the second (the deletes start)."""
+    db, Note = await open_notes(make_db)
+    live = await churn(Note)
+    await db.close()
+    for stop_after in range(3):
+        db, Note = await open_notes(make_db)
+        store = db._stores["Note"]
+        engine = store.engine
+        assert engine is not None
+        await store.checkpoint()
+        for listed in engine.sweep(await store._sweep()):
+            blocks = await store._read_log_blocks(listed.lane, {listed.message_id})
+            engine.swept(listed, blocks[listed.message_id])
+        store._wakeup.set()
+        for _ in range(stop_after):
+            await store.checkpoint()
+        await asyncio.sleep(0.05)  # let deletes start
+        await crash(db)
+        db, Note = await open_notes(make_db)
+        assert {n.title: n.body for n in await Note.find()} == live, f"stop after {stop_after}"
+        await db.close()
+
+
+async def test_messages_older_than_14_days_are_deleted_one_by_one(
+    emu: Emulator, make_db: MakeDb
+) -> None:
+    """Discord refuses to bulk-delete messages older than 14 days (error 50034). Discord
+    dates a message by its id; the emulator's aging moves its clock instead, so here the
+    bulk request is refused and the fallback deletes the messages one by one."""
+    db, Note = await open_notes(make_db)
+    live = await churn(Note)
+    await emu.control.age_messages(15 * 86400)
+    mark = await emu.control.mark()
+    [report] = await db.compact()
+    metrics = await emu.control.metrics(mark)
+    assert report.messages_deleted > 0
+    assert report.messages_left == 0
+    assert metrics["status"].get("204", 0) >= report.messages_deleted  # one by one
+    assert {n.title: n.body for n in await Note.find()} == live
+
+
+async def test_a_follower_opened_after_a_compaction_reads_everything(
+    emu: Emulator, make_db: MakeDb
+) -> None:
+    db, Note = await open_notes(make_db)
+    live = await churn(Note)
+    await db.compact()
+    _, Follower = await open_notes(make_db, read_only=True)
+    assert {n.title: n.body for n in await Follower.find()} == live
+
+
+async def test_a_read_only_database_cannot_compact(make_db: MakeDb) -> None:
+    db, _ = await open_notes(make_db)
+    await db.close()
+    follower, _ = await open_notes(make_db, read_only=True)
+    try:
+        await follower.compact()
+    except discobase.ReadOnlyError:
+        pass
+    else:
+        raise AssertionError("a read-only database compacted")
