@@ -165,6 +165,23 @@ def test_check_on_a_healthy_table_and_stats(emu: Emu) -> None:
     assert f"Person: 3 records, {person['live_bytes']} live bytes" in plain.stdout
 
 
+def test_compact_erases_a_deleted_record_and_reports_what_it_did(emu: Emu) -> None:
+    seed_people(emu)
+    assert emu.run("delete", "Person", "name=alan").exit_code == 0
+    result = emu.run("compact", "--json")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["table"] == "Person"
+    assert report["messages_deleted"] > 0
+    assert report["bytes_deleted"] > 0
+    assert report["messages_left"] == 0
+    after = json.loads(emu.run("stats", "--json").stdout)["tables"][0]
+    assert after["records"] == 2
+    plain = emu.run("compact", "Person")
+    assert plain.exit_code == 0, plain.stderr
+    assert plain.stdout.splitlines()[0].startswith("table\tmessages")
+
+
 @pytest.mark.parametrize(
     ("args", "env", "message"),
     [

@@ -23,7 +23,7 @@ from discobase_core.log import (
     read_blob,
 )
 from discobase_core.schema import TableSchema
-from discobase_core.state import SELF, TableState, read_checkpoint, read_pages
+from discobase_core.state import MANIFEST_FORMAT, SELF, TableState, read_checkpoint, read_pages
 
 
 class Pair(pydantic.BaseModel):
@@ -303,3 +303,12 @@ def test_manifest_with_repeated_fields_or_negative_counts_is_corruption() -> Non
     for bad in ({"fields": ("a", "a")}, {"next_rid": -5}, {"records": -1}):
         with pytest.raises(DatabaseCorruptionError, match="twice or a negative"):
             TableState.from_checkpoint(manifest.model_copy(update=bad), 99, {99: own}, where="t")
+
+
+def test_a_checkpoint_of_a_newer_format_is_refused_not_misread() -> None:
+    state = new_state()
+    plan = state.plan_checkpoint(full=True)
+    plan.snapshot = plan.snapshot.model_copy(update={"format": MANIFEST_FORMAT + 1})
+    with pytest.raises(DatabaseCorruptionError, match="upgrade discobase") as caught:
+        read_checkpoint(plan.final_blob([]), where="t")
+    assert caught.value.details["reason"] == "newer format"

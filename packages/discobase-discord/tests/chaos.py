@@ -148,6 +148,17 @@ async def main():
         await db.close()
         sys.exit(3)
     note(ev="ready")
+    compacting = None
+
+    async def compact():
+        note(ev="compact_start")
+        try:
+            await db.compact()
+        except Exception as exc:
+            note(ev="compact_end", err=type(exc).__name__, msg=str(exc)[:300])
+        else:
+            note(ev="compact_end")
+
     lineage = CONFIG["lineage"]
     live = [r for r in await ChaosRecord.find(lineage=lineage)]
     rng.shuffle(live)
@@ -176,11 +187,15 @@ async def main():
                 live.remove(rec)
                 batch.append(("delete", rec))
             busy.add(id(rec))
+        if (compacting is None or compacting.done()) and rng.random() < 0.12:
+            compacting = asyncio.create_task(compact())  # runs beside the writes
         results = await asyncio.gather(*(attempt(op, rec) for op, rec in batch))
         for (op, rec), ok in zip(batch, results):
             if op == "save" and ok:
                 live.append(rec)
         done += len(batch)
+    if compacting is not None:
+        await compacting
     note(ev="closing")
     await db.close()
     note(ev="closed")
@@ -264,6 +279,7 @@ class Row:
     errors: Counter[str] = field(default_factory=Counter)
     injected: Counter[str] = field(default_factory=Counter)
     crashes: list[str] = field(default_factory=list)
+    compactions: Counter[str] = field(default_factory=Counter)  # started, finished, failed
 
 
 def scenarios(full: bool) -> list[Scenario]:
@@ -420,7 +436,8 @@ class Writer:
         return False
 
     async def kill(self) -> str:
-        """SIGKILL now; returns what was in flight ("save", "update", "delete" or "idle")."""
+        """SIGKILL now; returns what was in flight ("save", "update", "delete", "compact",
+        several joined by "+", or "idle")."""
         if self.proc is None or self.proc.returncode is not None:
             return ""
         self.killed = True
@@ -432,6 +449,10 @@ class Writer:
                 open_ops[event["m"]] = event["op"]
             elif event.get("ev") in ("ack", "fail"):
                 open_ops.pop(event["m"], None)
+            elif event.get("ev") == "compact_start":
+                open_ops["compaction"] = "compact"
+            elif event.get("ev") == "compact_end":
+                open_ops.pop("compaction", None)
         kinds = sorted(set(open_ops.values()))
         return "+".join(kinds) if kinds else "idle"
 
@@ -457,6 +478,12 @@ def verify(events: list[dict[str, Any]], records: list[dict[str, Any]], row: Row
     pending: dict[str, list[tuple[bool, int | None]]] = {}
     for event in events:
         ev = event.get("ev")
+        if ev == "compact_start":
+            row.compactions["started"] += 1
+        elif ev == "compact_end":
+            row.compactions["failed" if event.get("err") else "finished"] += 1
+            if event.get("err"):
+                row.errors[f"compact: {event['err']}"] += 1
         if ev == "fail":
             kind = "" if event.get("translated", True) else " (not a DiscobaseError)"
             maybe = event.get("maybe")
@@ -813,6 +840,14 @@ def report(rows: list[Row], seed: int, elapsed: float, lease: str) -> str:
     lines.append(
         f"writer kill points: {sum(points.values())}{spread}; seed {seed}; {lease}; {elapsed:.0f} s"
     )
+    compactions: Counter[str] = Counter()
+    for row in rows:
+        compactions.update(row.compactions)
+    if compactions:
+        lines.append(
+            "compactions beside the writes: "
+            + ", ".join(f"{k} {compactions[k]}" for k in ("started", "finished", "failed"))
+        )
     injected: Counter[str] = Counter()
     for row in rows:
         injected.update(row.injected)

@@ -173,3 +173,29 @@ async def test_a_read_only_database_cannot_compact(make_db: MakeDb) -> None:
         pass
     else:
         raise AssertionError("a read-only database compacted")
+
+
+async def test_the_writer_erases_on_its_own_after_erase_after(
+    emu: Emulator, make_db: MakeDb
+) -> None:
+    """No compact() call: a deleted record is gone from Discord `erase_after` seconds on."""
+    db, Note = await open_notes(make_db, erase_after=0.5)
+    live = await churn(Note)
+    store = db._stores["Note"]
+
+    async def secret_stored() -> bool:
+        return any(
+            p is not None and SECRET.encode() in p.payload for *_, p in await stored_log(store)
+        )
+
+    assert await secret_stored()
+    for _ in range(200):
+        await asyncio.sleep(0.1)
+        if not await secret_stored():
+            break
+    else:
+        raise AssertionError("the deleted record was not erased within 20 s")
+    assert {n.title: n.body for n in await Note.find()} == live
+    await db.close()
+    _, Again = await open_notes(make_db)
+    assert {n.title: n.body for n in await Again.find()} == live

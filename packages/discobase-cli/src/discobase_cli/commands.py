@@ -1,9 +1,11 @@
-"""The data commands: tables, schema, find, count, insert, update, delete, stats, check."""
+"""The data commands: tables, schema, find, count, insert, update, delete, stats, check,
+compact."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -31,6 +33,7 @@ __all__ = [
     "JsonOption",
     "TableArg",
     "check",
+    "compact",
     "conn_of",
     "count",
     "delete",
@@ -324,6 +327,47 @@ def delete(
 
     deleted = with_database(conn_of(token, guild, api_url, local, data), action)
     typer.echo(f"deleted {deleted} records from {table}")
+
+
+def compact(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Tables to compact (default: every table).", show_default=False),
+    ] = None,
+    as_json: JsonOption = False,
+    token: TokenOption = None,
+    guild: GuildOption = None,
+    api_url: ApiUrlOption = None,
+    local: LocalOption = False,
+    data: DataOption = LOCAL_DATA,
+) -> None:
+    """Erase overwritten and deleted records from Discord now and reclaim their space
+    (the writer also does it on its own within an hour). Takes the lease, like a write."""
+
+    async def action(db: discobase.Database) -> list[discobase.CompactionReport]:
+        chosen = names or [t.name for t in await discobase.stored_tables(db)]
+        return [await (await discobase.open_table(db, name)).compact() for name in chosen]
+
+    reports = with_database(conn_of(token, guild, api_url, local, data), action)
+    if as_json:
+        print_json([dataclasses.asdict(r) for r in reports])
+        return
+    print_rows(
+        ["table", "messages", "bytes", "rewritten", "deleted", "bytes freed", "left"],
+        [
+            [
+                r.table,
+                r.messages_listed,
+                r.bytes_listed,
+                r.records_rewritten,
+                r.messages_deleted,
+                r.bytes_deleted,
+                r.messages_left,
+            ]
+            for r in reports
+        ],
+        title="compaction",
+    )
 
 
 def _histogram(histogram: dict[int, int], console: Console) -> None:

@@ -164,6 +164,7 @@ for _command in (
     transfer.export,
     commands.stats,
     commands.check,
+    commands.compact,
 ):
     app.command()(_guard(_command))
 app.command("import")(_guard(transfer.import_))

@@ -120,6 +120,9 @@ class Compaction:
         belong to one still being written. Returns the log messages to read (they hold live
         records: the driver decodes them and calls `read`)."""
         counts = live_counts(state)
+        dirty = state.dirty_messages
+        if dirty is None:  # not tracked yet: read every message, and track from now on
+            state.dirty_messages = set()
         known = {g.message_id for g in (*self.retiring, *self.retired, *self.deletable)}
         known.update(m.message_id for op in self.deleting.values() for m in op.messages)
         to_read: list[Listed] = []
@@ -132,7 +135,8 @@ class Compaction:
                 if listed.commit >= floor:
                     continue
                 if counts[listed.message_id]:
-                    to_read.append(listed)
+                    if dirty is None or listed.message_id in dirty:
+                        to_read.append(listed)
                     continue
             self.pending[listed.message_id] = _Garbage(listed, frozenset())
         return to_read
@@ -146,7 +150,11 @@ class Compaction:
             if isinstance(entry, Put) and state.location(entry.rid) == location:
                 live.append(Rewrite(location, entry))
         if len(live) == len(block.entries):
+            if state.dirty_messages is not None:
+                state.dirty_messages.discard(listed.message_id)
             return 0  # every entry is live: nothing to reclaim here
+        if state.dirty_messages is not None:
+            state.dirty_messages.add(listed.message_id)  # until it is deleted
         self.rewrites.extend(live)
         self.pending[listed.message_id] = _Garbage(listed, frozenset(r.put.rid for r in live))
         return len(live)
@@ -216,8 +224,10 @@ class Compaction:
                 ops.append(op)
         return ops
 
-    def deleted(self, op: DeleteMessages) -> None:
+    def deleted(self, state: TableState, op: DeleteMessages) -> None:
         self.failures = 0
+        if state.dirty_messages is not None:
+            state.dirty_messages.difference_update(m.message_id for m in op.messages)
         self.deleting.pop(op.lane, None)
         self.deleted_messages += len(op.messages)
         self.deleted_bytes += sum(m.size for m in op.messages)

@@ -41,6 +41,7 @@ __all__ = [
     "BATCH_BYTES",
     "CHECKPOINT_FLOOR_BYTES",
     "CHECKPOINT_MESSAGES",
+    "ERASE_AFTER",
     "Operation",
     "SendCheckpoint",
     "SendCommit",
@@ -56,6 +57,11 @@ BATCH_BYTES = 2 * 1024 * 1024
 CHECKPOINT_MESSAGES = 64
 # A table whose checkpoint is smaller than this still checkpoints only every this many bytes.
 CHECKPOINT_FLOOR_BYTES = 64 * 1024
+# A deleted or overwritten record is erased by a compaction at most this long after (s).
+ERASE_AFTER = 3600.0
+# Compact sooner when this many versions died (or as many as the table has records, if more):
+# stored bytes then stay within about twice the live ones.
+_DEAD_VERSIONS = 1000
 _SLEEP_MARGIN = 0.05  # seconds past a lane's reset before it is used again
 _ENTRY_OVERHEAD = 64  # bytes a write adds to a commit besides its payload
 
@@ -154,6 +160,12 @@ class TableWriter:
     _tokens: int = 0
     _flights: dict[int, _Flight] = field(default_factory=dict)
     _checkpoint: _Checkpoint | None = None
+    _requested: bool = False  # a checkpoint was asked for (compaction): due at once
+    erase_after: float = ERASE_AFTER
+    dead_versions: int = 0  # entries made dead since the last compaction started
+    _dead_since: float | None = None  # when the table last went from clean to dirty
+    #: durable checkpoints so far (a caller waiting for "the next one" compares this)
+    checkpoints_done: int = 0
 
     @classmethod
     def start(
@@ -193,6 +205,11 @@ class TableWriter:
         return bool(self.compaction.deletable or self.compaction.deleting)
 
     @property
+    def rewriting(self) -> bool:
+        """Compaction rewrites are queued or in flight."""
+        return bool(self.compaction.rewrites) or any(not f.tokens for f in self._flights.values())
+
+    @property
     def writing(self) -> bool:
         """Writes are queued or in flight (a checkpoint alone does not count)."""
         return bool(self._queue or self._flights)
@@ -202,17 +219,52 @@ class TableWriter:
         return sum(self.page_sizes.values())
 
     def checkpoint_due(self) -> bool:
-        return self.tail_messages >= self.checkpoint_messages or self.tail_bytes >= max(
-            self.clean_bytes, self.checkpoint_floor
+        return (
+            self._requested
+            or self.tail_messages >= self.checkpoint_messages
+            or self.tail_bytes >= max(self.clean_bytes, self.checkpoint_floor)
         )
 
+    def compaction_due(self, now: float) -> bool:
+        """Whether to start a compaction: dead entries have waited `erase_after` seconds
+        (or tracking is off: a table from before it), or as many versions died as the table
+        has records (then stored bytes are about twice the live ones)."""
+        dirty = self.state.dirty_messages
+        if dirty is not None and not dirty:
+            self._dead_since = None
+            return False
+        if self._dead_since is None:
+            self._dead_since = now
+        return now - self._dead_since >= self.erase_after or self.dead_versions >= max(
+            _DEAD_VERSIONS, len(self.state)
+        )
+
+    def compaction_started(self) -> None:
+        """A compaction starts: the dead counted so far are its business."""
+        self._dead_since = None
+        self.dead_versions = 0
+
+    def compaction_failed(self, now: float) -> None:
+        """A compaction stopped early: try again `erase_after` from now."""
+        self._dead_since = now
+        self.dead_versions = 0
+
+    def request_checkpoint(self) -> int:
+        """Ask for a checkpoint planned from now on; returns the `checkpoints_done` count
+        that says it is durable."""
+        self._requested = True
+        return self.checkpoints_done + (2 if self._checkpoint is not None else 1)
+
     def wake_at(self, *, checkpoints: bool = True) -> float | None:
-        """When `poll` may hand out more than it did (a paced lane becomes ready), or None
-        if only an event (a result, a new write) can change that."""
+        """When `poll` (or `compaction_due`) may say more than it did (a paced lane becomes
+        ready, deletes stop backing off, dead records are due for erasing), or None if only
+        an event (a result, a new write) can change that."""
         due = checkpoints and self._checkpoint is None and self.checkpoint_due()
         times = []
         if self.compaction.deletable:
             times.append(self.compaction.delete_after)
+        if checkpoints and self._dead_since is not None:
+            times.append(self._dead_since + self.erase_after)  # compaction_due then
         if self._queue or self.compaction.rewrites or due:
             times += [lane.ready_at for lane in self.lanes if lane.alive and not lane.busy]
         return min(times) if times else None
@@ -278,6 +330,7 @@ class TableWriter:
         """Start a compaction from a listing of every message of the table's lanes;
         returns the log messages to read and hand to `swept`."""
         keep = set(self.state.refs.values()) | {self.latest_checkpoint}
+        self.compaction_started()
         return self.compaction.sweep(
             self.state,
             listing,
@@ -292,7 +345,7 @@ class TableWriter:
         return self.compaction.read(self.state, listed, block)
 
     def deleted(self, op: DeleteMessages) -> None:
-        self.compaction.deleted(op)
+        self.compaction.deleted(self.state, op)
 
     def delete_failed(self, op: DeleteMessages, now: float) -> None:
         self.compaction.delete_failed(op, now)
@@ -316,6 +369,7 @@ class TableWriter:
         """Plan a checkpoint now (the driver also calls this at open and close, when
         nothing is in flight). Lane 0 is held until it is reported."""
         commit = self.state.allocate_commit()
+        self._requested = False
         plan = self.state.plan_checkpoint(replay_from=self._oldest_in_flight())
         self.compaction.retire(self.state, floor=plan.snapshot.floor, kept_refs=plan.kept_refs)
         self._checkpoint = _Checkpoint(commit, self.tail_messages, self.tail_bytes)
@@ -329,6 +383,7 @@ class TableWriter:
         self.state.finish_checkpoint(op.plan, page_ids, message_id)
         self.state.replay_floor = op.plan.snapshot.floor
         self.latest_checkpoint = message_id
+        self.checkpoints_done += 1
         self.compaction.checkpointed()
         sizes = {key: len(data) for pack in op.plan.packs for key, data in pack.items()}
         kept = op.plan.kept_refs
@@ -348,6 +403,7 @@ class TableWriter:
             self.tail_bytes += pending.tail_bytes
         self.state.abandon_checkpoint()
         self.compaction.checkpoint_failed()
+        self._requested = True  # whoever waits for one still does
         self._checkpoint = None
         self.lanes[0].busy = False
 
@@ -407,6 +463,7 @@ class TableWriter:
                 continue
             assert flight.message_ids is not None
             for message_id, block in zip(flight.message_ids, flight.blocks, strict=True):
+                self.dead_versions += sum(e.rid in self.state for e in block.entries)
                 self.state.apply(message_id, block, lane=flight.lane)
             self.tail_messages += len(flight.blocks)
             self.tail_bytes += flight.size

@@ -35,6 +35,7 @@ from discobase_core.schema import TableSchema
 
 __all__ = [
     "DIRECTORY_SPAN",
+    "MANIFEST_FORMAT",
     "MAX_REF_MESSAGES",
     "CheckpointPlan",
     "DirEntry",
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 DIRECTORY_SPAN = 2048
+MANIFEST_FORMAT = 2  # see Manifest.format
 MAX_REF_MESSAGES = 8
 SELF = 0  # in a manifest, "the checkpoint message itself"
 _PACK_BUDGET = MAX_BLOB_BYTES - 64 * 1024
@@ -73,7 +75,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     #: 1: replay from `next_commit`; 2: from `replay_from` (commits in flight, pipelined)
-    format: int = 2
+    format: int = MANIFEST_FORMAT
     table_schema: TableSchema
     fields: tuple[str, ...]
     next_rid: int
@@ -87,6 +89,8 @@ class Manifest(BaseModel):
     fences: tuple[tuple[int, int], ...] = ()
     #: the first commit this checkpoint does not cover (None: `next_commit`, as format 1 wrote)
     replay_from: int | None = None
+    #: log messages holding dead entries, for compaction (None: not tracked, format 1)
+    dirty_messages: tuple[int, ...] | None = None
 
     @property
     def floor(self) -> int:
@@ -189,6 +193,13 @@ def read_checkpoint(blob: bytes, *, where: str) -> tuple[Manifest, dict[str, byt
             where=where,
             reason="bad manifest",
         ) from None
+    if manifest.format > MANIFEST_FORMAT:
+        raise DatabaseCorruptionError(
+            f"the checkpoint at {where} is in format {manifest.format}, newer than this "
+            f"discobase reads ({MANIFEST_FORMAT}); upgrade discobase to open this table",
+            where=where,
+            reason="newer format",
+        )
     pages = _decode_pack(reader)
     reader.expect_end()
     return manifest, pages
@@ -218,6 +229,9 @@ class TableState:
     _dirty_directory: set[int] = field(default_factory=set)
     #: the commit the loaded checkpoint's replay starts from (0: no checkpoint, replay all)
     replay_floor: int = 0
+    #: log messages holding a dead entry (an overwritten or deleted record, a delete);
+    #: None when unknown (a checkpoint written before discobase tracked them)
+    dirty_messages: set[int] | None = field(default_factory=set)
     _force_full: bool = False  # a planned checkpoint failed: rewrite every page next time
 
     def __post_init__(self) -> None:
@@ -295,6 +309,13 @@ class TableState:
     def apply(self, message_id: int, block: LogBlock, *, lane: int = 0, where: str = "") -> None:
         """Apply one block stored in `message_id` of `lane` (its commit must be complete)."""
         for number, entry in enumerate(block.entries):
+            if self.dirty_messages is not None:
+                # A message now holds a dead entry: compaction reads it (and only those).
+                old = self.location(entry.rid)
+                if old is not None:
+                    self.dirty_messages.add(old.message_id)
+                if isinstance(entry, Delete):
+                    self.dirty_messages.add(message_id)
             if isinstance(entry, Put):
                 if len(entry.keys) != len(self.fields):
                     raise DatabaseCorruptionError(
@@ -453,6 +474,9 @@ class TableState:
             fences=tuple(
                 (f.commits_from, -1 if f.cutoff_ms is None else f.cutoff_ms) for f in self.fences
             ),
+            dirty_messages=None
+            if self.dirty_messages is None
+            else tuple(sorted(self.dirty_messages)),
         )
 
     def finish_checkpoint(
@@ -504,6 +528,9 @@ class TableState:
             refs=refs,
             lanes=manifest.lanes,
             replay_floor=manifest.floor,
+            dirty_messages=None
+            if manifest.dirty_messages is None
+            else set(manifest.dirty_messages),
             fences=[
                 Fence(start, None if cutoff < 0 else cutoff) for start, cutoff in manifest.fences
             ],

@@ -27,7 +27,7 @@ import hashlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -38,6 +38,7 @@ from discobase_core.codec import RecordCodec, unseal
 from discobase_core.compaction import DeleteMessages, Listed
 from discobase_core.engine import (
     CHECKPOINT_MESSAGES,
+    ERASE_AFTER,
     SendCheckpoint,
     SendCommit,
     Settled,
@@ -164,6 +165,7 @@ class TableStore(Generic[R]):
         cache_bytes: int,
         lanes: int = 4,
         lease: Lease | None = None,
+        erase_after: float = ERASE_AFTER,
     ) -> None:
         self.model = model
         self.name = name
@@ -179,7 +181,9 @@ class TableStore(Generic[R]):
         self._ops: dict[int, _Op] = {}  # queued or in-flight writes, by engine token
         self._pending_rids: dict[int, int] = {}
         self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()  # set when nothing is queued or in flight
+        self._progress = asyncio.Event()  # set whenever an operation ends
+        self._compacting: asyncio.Task[CompactionReport | None] | None = None
+        self.erase_after = erase_after
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._cache = _BlockCache(cache_bytes)
@@ -242,6 +246,7 @@ class TableStore(Generic[R]):
             page_sizes=self._page_sizes,
             latest_checkpoint=checkpoint.id if checkpoint else 0,
         )
+        self.engine.erase_after = self.erase_after
         self.engine.tail_messages, self.engine.tail_bytes = self._replayed
         if not checkpoint or changed or added or self.state.fences != before or tail:
             await self._send_checkpoint(self.engine.checkpoint())
@@ -610,7 +615,10 @@ class TableStore(Generic[R]):
         try:
             while True:
                 checkpoints = not self._closing
-                for op in engine.poll(loop.time(), checkpoints=checkpoints):
+                now = loop.time()
+                if checkpoints and self._compacting is None and engine.compaction_due(now):
+                    self._compacting = asyncio.create_task(self._auto_compact())
+                for op in engine.poll(now, checkpoints=checkpoints):
                     task = asyncio.create_task(self._perform(op))
                     running.add(task)
                     task.add_done_callback(running.discard)
@@ -642,8 +650,19 @@ class TableStore(Generic[R]):
                     log.warning("table %s: checkpoint failed, will retry: %s", self.name, exc)
         finally:
             self._wakeup.set()
-            if self.engine is not None and self.engine.idle:
-                self._idle.set()
+            self._progress.set()
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        """Wait until `condition()` holds, checking whenever an operation ends."""
+        while not condition():
+            if self._closing or self._writer is None or self._writer.done():
+                raise DatabaseTableError(
+                    f"table {self.name} closed while waiting for its writer",
+                    hint="keep the database open until compact() returns",
+                )
+            self._progress.clear()
+            self._wakeup.set()
+            await self._progress.wait()
 
     def _paced(self, lane: int, channel_io: ChannelIO) -> None:
         """Tell the engine what Discord left of `lane`'s send budget."""
@@ -790,6 +809,26 @@ class TableStore(Generic[R]):
             return
         engine.deleted(op)
 
+    async def _auto_compact(self) -> CompactionReport | None:
+        """A compaction the writer starts on its own (see `TableWriter.compaction_due`)."""
+        try:
+            report = await self.compact()
+        except DiscobaseError as exc:
+            log.warning("table %s: compaction stopped, will try again: %s", self.name, exc)
+            if self.engine is not None:
+                self.engine.compaction_failed(asyncio.get_running_loop().time())
+            return None
+        finally:
+            self._compacting = None
+        log.info(
+            "table %s: compacted: %d records rewritten, %d messages (%d bytes) deleted",
+            self.name,
+            report.records_rewritten,
+            report.messages_deleted,
+            report.bytes_deleted,
+        )
+        return report
+
     async def compact(self) -> CompactionReport:
         """Reclaim space and erase what was deleted or overwritten, now: a checkpoint (so it
         covers the whole log), a sweep of every lane, the live records of messages that also
@@ -798,6 +837,7 @@ class TableStore(Generic[R]):
         engine = self.engine
         if engine is None:
             raise self._read_only_error()
+        engine.compaction_started()
         before = (engine.compaction.deleted_messages, engine.compaction.deleted_bytes)
         failures = engine.compaction.failures
         rewritten = engine.compaction.rewritten_records
@@ -809,13 +849,10 @@ class TableStore(Generic[R]):
             blocks = await self._read_log_blocks(lane, set(wanted))
             for message_id, block in blocks.items():
                 engine.swept(wanted[message_id], block)
-        self._wakeup.set()
-        await self.checkpoint()  # once the rewrites are in: the garbage retires
+        await self._until(lambda: not engine.rewriting)
+        await self.checkpoint()  # the rewrites are in: the garbage retires
         await self.checkpoint()  # and now nothing needs it
-        while engine.deleting and engine.compaction.failures <= failures:
-            self._idle.clear()
-            self._wakeup.set()
-            await self._idle.wait()
+        await self._until(lambda: not engine.deleting or engine.compaction.failures > failures)
         left = len(engine.compaction.deletable) + sum(
             len(op.messages) for op in engine.compaction.deleting.values()
         )
@@ -879,15 +916,16 @@ class TableStore(Generic[R]):
         engine = self.engine
         if engine is None:
             raise self._read_only_error()
-        while not engine.idle:
-            self._idle.clear()
-            await self._idle.wait()
-        await self._send_checkpoint(engine.checkpoint())
+        target = engine.request_checkpoint()
+        await self._until(lambda: engine.checkpoints_done >= target)
 
     async def close(self) -> None:
         """Write everything queued, then a checkpoint if anything changed."""
         self._closing = True
         self._wakeup.set()
+        if self._compacting is not None:  # it resumes at the next open; nothing is lost
+            self._compacting.cancel()
+            await asyncio.gather(self._compacting, return_exceptions=True)
         if self._writer is not None:
             await self._writer
         if self.lease is None or self.lease.lost is not None or self.engine is None:

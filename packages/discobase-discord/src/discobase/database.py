@@ -21,6 +21,7 @@ from discobase._limiter import GlobalLimiter, install_limiter
 from discobase._redirect import route_client, split_api_url
 from discobase._store import CompactionReport, TableStore
 from discobase.table import Table
+from discobase_core.engine import ERASE_AFTER
 from discobase_core.errors import (
     ConnectionFailedError,
     DatabaseCorruptionError,
@@ -95,7 +96,12 @@ class Database:
     discobase logs through the standard `logging` module under the name "discobase";
     `logging=True` also prints those records (INFO and up) to standard error.
     Each table writes through `lanes` channels (its channel and threads of it); Discord
-    allows about 5 messages per 5 s in each, so more lanes, faster sustained writes.
+    allows about 5 messages per 5 s in each, so more lanes, faster sustained writes (and
+    shorter waits for awaited single saves), at the cost of one thread per lane.
+
+    Overwritten and deleted records are erased from Discord by compaction: on its own at
+    most `erase_after` seconds (default an hour) after they died, or at once with
+    `await db.compact()`.
 
     One process writes a database at a time: a writer holds the server's lease (see the
     README). Another writer waits up to `lease_wait` seconds for it (None: forever, 0: fail
@@ -127,6 +133,7 @@ class Database:
         lease_ttl: float = LEASE_TTL_MS / 1000,
         bot: discord.Client | None = None,
         commands: bool = False,
+        erase_after: float = ERASE_AFTER,
     ) -> None:
         self.name = name
         if logging:
@@ -150,6 +157,9 @@ class Database:
         self.read_only = read_only
         self.lease_wait = lease_wait
         self.lease_ttl = lease_ttl
+        if erase_after <= 0:
+            raise DatabaseTableError(f"erase_after must be positive seconds, got {erase_after}")
+        self.erase_after = erase_after
         self.tables: dict[str, type[Table]] = {}
         #: tables that could not be opened (damaged), with why: the others work
         self.damaged: dict[str, DiscobaseError] = {}
@@ -351,6 +361,7 @@ class Database:
             ChannelIO(channel, bot_id=self._bot_id()),
             cache_bytes=self.cache_bytes,
             lanes=self.lanes,
+            erase_after=self.erase_after,
             lease=self._lease,
         )
         self._opening[name] = store
