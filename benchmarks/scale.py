@@ -240,8 +240,9 @@ def storage_summary(
     table's channel and lane threads by kind of blob) against the live records' bytes."""
     channels = {row["id"]: row for row in report["channels"]}
     table = next((row for row in report["channels"] if row["name"] == TABLE.lower()), None)
-    table_ids = {cid for cid, row in channels.items() if table and cid == table["id"]}
-    table_ids |= {cid for cid, row in channels.items() if table and row["parent_id"] == table["id"]}
+    table_ids = set()
+    if table is not None:  # the table's channel and its lane threads
+        table_ids = {cid for cid, row in channels.items() if table["id"] in (cid, row["parent_id"])}
     by_kind: dict[str, int] = {}
     messages_by_kind: dict[str, int] = {}
     latest_ckpt = -1
