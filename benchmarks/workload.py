@@ -107,6 +107,9 @@ class Phase:
     seconds: float = 0.0
     ok: bool = True
     notes: list[str] = field(default_factory=list)
+    # The emulator's metrics over the phase, for reports that want more than the counts
+    # above (scale.py reads bytes downloaded from them).
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     def report(self) -> dict[str, Any]:
         return {
@@ -138,6 +141,7 @@ class Runner:
             phase.notes.append(f"{type(exc).__name__}: {exc}")
         phase.seconds = time.perf_counter() - start
         metrics = await self.control.metrics(since=mark)
+        phase.metrics = metrics
         phase.requests = metrics["requests"]
         phase.cdn_requests = metrics["cdn_requests"]
         phase.http_429 = metrics["http_429"]["total"]

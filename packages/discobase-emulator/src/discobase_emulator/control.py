@@ -66,6 +66,13 @@ class EmulatorControl:
         out: dict[str, Any] = await self._call("GET", "/metrics", **params)
         return out
 
+    async def storage(self, guild_id: str | int, *, messages: bool = False) -> dict[str, Any]:
+        """Bytes a guild's channels and threads hold: per channel and totals (see the
+        control API); `messages=True` adds every message's sizes and attachment names."""
+        params = {"messages": "1"} if messages else {}
+        out: dict[str, Any] = await self._call("GET", f"/guilds/{guild_id}/storage", **params)
+        return out
+
     async def age_messages(self, seconds: float) -> None:
         await self._call("POST", "/age", {"seconds": seconds})
 

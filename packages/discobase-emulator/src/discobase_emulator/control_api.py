@@ -127,6 +127,49 @@ async def metrics(request: web.Request) -> web.Response:
     return json_response(core.metrics.since(since))
 
 
+@routes.get(r"/_emu/guilds/{guild_id:\d+}/storage")
+async def storage(request: web.Request) -> web.Response:
+    """What a guild's channels and threads hold, in bytes, as Discord would store it: per
+    channel (messages, content bytes in UTF-8, attachments, attachment bytes) and totals;
+    `?messages=1` adds every message's sizes and attachment names, oldest first, so a
+    benchmark can tell what kind of data takes the room."""
+    core = _core(request)
+    guild = core.state.store.guilds.get(int(request.match_info["guild_id"]))
+    if guild is None:
+        raise unknown_guild()
+    channels = sorted(
+        (c for c in core.state.store.channels.values() if c.guild_id == guild.id),
+        key=lambda c: c.id,
+    )
+    per_message = request.query.get("messages", "") not in ("", "0", "false")
+    sizes, messages = core.state.store.stored_bytes(
+        [c.id for c in channels], per_message=per_message
+    )
+    keys = ("messages", "content_bytes", "attachments", "attachment_bytes")
+    totals = dict.fromkeys(keys, 0)
+    rows = []
+    for channel in channels:
+        size = sizes[channel.id]
+        for key in keys:
+            totals[key] += size[key]
+        parent = channel.data.get("parent_id")
+        rows.append(
+            {
+                "id": str(channel.id),
+                "name": channel.data.get("name"),
+                "type": channel.type,
+                "parent_id": None if parent is None else str(parent),
+                **size,
+                "bytes": size["content_bytes"] + size["attachment_bytes"],
+            }
+        )
+    totals["bytes"] = totals["content_bytes"] + totals["attachment_bytes"]
+    out: dict[str, Any] = {"guild_id": str(guild.id), "channels": rows, "totals": totals}
+    if per_message:
+        out["messages"] = messages
+    return json_response(out)
+
+
 @routes.post("/_emu/age")
 async def age(request: web.Request) -> web.Response:
     body = await _body(request)

@@ -1,5 +1,8 @@
 """Request counters for benchmarks: totals since start, or since a named mark.
 
+`rest_bytes` counts the body bytes of REST answers (by route in `rest_bytes_by_route`) and
+`cdn_bytes` those of attachment downloads, so a benchmark can tell what a client downloaded.
+
 A mark is a snapshot of the counters; metrics since a mark are the difference, so readers in
 other processes can measure one phase of a workload without resetting anything.
 """
@@ -20,6 +23,8 @@ class Metrics:
     def reset(self) -> None:
         self.requests = 0
         self.by_route: Counter[str] = Counter()
+        self.rest_bytes = 0
+        self.rest_bytes_by_route: Counter[str] = Counter()
         self.by_bucket: Counter[str] = Counter()
         self.http_429: Counter[str] = Counter({"total": 0, "user": 0, "global": 0, "shared": 0})
         self.invalid_requests = 0
@@ -30,9 +35,13 @@ class Metrics:
         self.faults: Counter[str] = Counter()
         self.marks: dict[str, dict[str, Any]] = {}
 
-    def record(self, route: str, bucket: str | None, status: int) -> None:
+    def record(self, route: str, bucket: str | None, status: int, size: int = 0) -> None:
+        """One REST request on `route` answered with `status` and a body of `size` bytes."""
         self.requests += 1
         self.by_route[route] += 1
+        if size:
+            self.rest_bytes += size
+            self.rest_bytes_by_route[route] += size
         if bucket is not None:
             self.by_bucket[bucket] += 1
         self.status[str(status)] += 1
@@ -50,6 +59,8 @@ class Metrics:
         return {
             "requests": self.requests,
             "by_route": dict(self.by_route),
+            "rest_bytes": self.rest_bytes,
+            "rest_bytes_by_route": dict(self.rest_bytes_by_route),
             "by_bucket": dict(self.by_bucket),
             "http_429": dict(self.http_429),
             "invalid_requests": self.invalid_requests,

@@ -137,7 +137,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     drop_after = faulty and faults.draw(faults.drop_after)
     resp, bucket_key, scope = await _handle(core, request, handler, route, faulty)
     status = resp.status
-    metrics.record(route, bucket_key, status)
+    metrics.record(route, bucket_key, status, _body_size(resp))
     if status == 429 and scope:
         metrics.record_429(scope)
     if status in (401, 403) or (status == 429 and scope in ("user", "global")):
@@ -147,6 +147,14 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         metrics.record_fault("drop_after")
         return _drop(request)
     return resp
+
+
+def _body_size(resp: web.StreamResponse) -> int:
+    """The body bytes of an answer (headers not counted; 0 when not known in advance)."""
+    body = resp.body if isinstance(resp, web.Response) else None
+    if isinstance(body, bytes | bytearray):
+        return len(body)
+    return resp.content_length or 0
 
 
 def _drop(request: web.Request) -> web.StreamResponse:

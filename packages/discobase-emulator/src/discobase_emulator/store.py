@@ -473,6 +473,54 @@ class Store:
         """Seconds since the message was created (see `created_ms`)."""
         return (now if now is not None else time.time()) - self.created_ms(message_id) / 1000.0
 
+    def stored_bytes(
+        self, channel_ids: list[int], *, per_message: bool = False
+    ) -> tuple[dict[int, dict[str, int]], list[dict[str, Any]]]:
+        """What the channels hold: per channel, its messages, their content bytes (UTF-8),
+        its attachments and their bytes; with `per_message`, also each message's content
+        bytes and attachments (filename, bytes), oldest first."""
+        out = {
+            cid: {"messages": 0, "content_bytes": 0, "attachments": 0, "attachment_bytes": 0}
+            for cid in channel_ids
+        }
+        if not channel_ids:
+            return out, []
+        marks = ",".join("?" * len(channel_ids))
+        for cid, count, size in self.db.execute(
+            "SELECT channel_id, COUNT(*), COALESCE(SUM(LENGTH(CAST(content AS BLOB))), 0) "
+            f"FROM messages WHERE channel_id IN ({marks}) GROUP BY channel_id",
+            channel_ids,
+        ):
+            out[cid]["messages"], out[cid]["content_bytes"] = int(count), int(size)
+        for cid, count, size in self.db.execute(
+            "SELECT channel_id, COUNT(*), COALESCE(SUM(LENGTH(data)), 0) "
+            f"FROM attachments WHERE channel_id IN ({marks}) GROUP BY channel_id",
+            channel_ids,
+        ):
+            out[cid]["attachments"], out[cid]["attachment_bytes"] = int(count), int(size)
+        if not per_message:
+            return out, []
+        messages: dict[int, dict[str, Any]] = {}
+        for mid, cid, size in self.db.execute(
+            "SELECT id, channel_id, LENGTH(CAST(content AS BLOB)) "
+            f"FROM messages WHERE channel_id IN ({marks}) ORDER BY id",
+            channel_ids,
+        ):
+            messages[mid] = {
+                "id": str(mid),
+                "channel_id": str(cid),
+                "content_bytes": int(size),
+                "attachments": [],
+            }
+        for mid, filename, size in self.db.execute(
+            "SELECT message_id, filename, LENGTH(data) "
+            f"FROM attachments WHERE channel_id IN ({marks}) ORDER BY message_id, position",
+            channel_ids,
+        ):
+            if mid in messages:
+                messages[mid]["attachments"].append({"filename": filename, "bytes": int(size)})
+        return out, list(messages.values())
+
     # attachments
     def _attach(self, msgs: list[Message]) -> None:
         with_files = [m for m in msgs if m.extra.get("has_files")]
