@@ -199,3 +199,16 @@ async def test_the_writer_erases_on_its_own_after_erase_after(
     await db.close()
     _, Again = await open_notes(make_db)
     assert {n.title: n.body for n in await Again.find()} == live
+
+
+async def test_a_follower_opened_before_a_compaction_reads_on(
+    emu: Emulator, make_db: MakeDb
+) -> None:
+    """The writer's compaction deletes messages the follower's view still points at: the
+    follower reads the table again and answers right, instead of calling it damaged."""
+    db, Note = await open_notes(make_db)
+    live = await churn(Note)
+    _, Follower = await open_notes(make_db, read_only=True, cache_bytes=1)  # reads Discord
+    await db.compact()
+    assert {n.title: n.body for n in await Follower.find()} == live
+    assert (await Follower.find_unique(title="n11")).body == live["n11"]

@@ -1067,7 +1067,11 @@ class TableStore(Generic[R]):
         if failed:
             mid, why = min(failed.items())
             hit = [rid for rid, loc in located if loc.message_id in failed]
-            raise self._unreadable(hit, f"message {mid}", why)
+            error = self._unreadable(hit, f"message {mid}", why)
+            # A follower's view may predate a compaction that moved these records: the
+            # caller reads the table again (Database.refresh) and retries once.
+            error.details["stale_view"] = self.lease is None and "is gone" in why
+            raise error
         found: list[tuple[int, bytes, str]] = []
         for rid, loc in located:
             channel_io = self.ios[loc.lane]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
@@ -14,6 +15,7 @@ from discobase_core.errors import (
     MultipleResultsError,
     NotFoundError,
     QueryError,
+    RecordUnreadableError,
 )
 
 if TYPE_CHECKING:
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from discobase.database import Database
 
 __all__ = ["Table"]
+
+T = TypeVar("T")
 
 
 class Table(BaseModel):
@@ -151,7 +155,20 @@ class Table(BaseModel):
             )
         if limit == 0:
             return []
-        return await cls._store().find(fields, limit=limit)
+        return await cls._read(lambda store: store.find(fields, limit=limit))
+
+    @classmethod
+    async def _read(cls, read: Callable[[TableStore[Self]], Awaitable[T]]) -> T:
+        """`read(store)`; on a read-only database whose view predates a compaction (a
+        record's message was deleted by the writer after it moved the record), the
+        tables are read again and `read` retried once."""
+        try:
+            return await read(cls._store())
+        except RecordUnreadableError as exc:
+            if not exc.details.get("stale_view"):
+                raise
+        await cls._database().refresh()
+        return await read(cls._store())
 
     @classmethod
     async def find_unique(cls, *, strict: bool = True, **fields: Any) -> Self | None:
@@ -166,7 +183,7 @@ class Table(BaseModel):
                 hint="use find() to get every record",
                 table=cls.__name__,
             )
-        found = await cls._store().find(fields, limit=2)
+        found = await cls._read(lambda store: store.find(fields, limit=2))
         if len(found) > 1 and strict:
             raise MultipleResultsError(
                 f"more than one {cls.__name__} record matches {fields!r}",
@@ -186,7 +203,7 @@ class Table(BaseModel):
     @classmethod
     async def count(cls, **fields: Any) -> int:
         """How many records match the given values (no arguments: all of them)."""
-        return await cls._store().count(fields)
+        return await cls._read(lambda store: store.count(fields))
 
     @classmethod
     async def compact(cls) -> CompactionReport:
