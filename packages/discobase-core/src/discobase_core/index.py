@@ -428,6 +428,10 @@ class HashIndex:
         j, perturb, i = point or (key & mask, key, 0)
         walked = 0
         while value < _INLINE_LIMIT and walked < 4 * LINEAR_PROBES:
+            if i == LINEAR_PROBES:  # past a run (a resume point may stop there): jump
+                perturb >>= PERTURB_SHIFT
+                j = (5 * j + 1 + perturb) & mask
+                i = 0
             s = (j + i) & mask
             code = codes[s]
             i += 1
@@ -445,10 +449,6 @@ class HashIndex:
                     resume[key] = (j, perturb, i)
                 return
             walked += 1
-            if i == LINEAR_PROBES:
-                perturb >>= PERTURB_SHIFT
-                j = (5 * j + 1 + perturb) & mask
-                i = 0
         self._add(key, value)
 
     def _drop_derived(self, key: int, value: int) -> None:
@@ -544,15 +544,15 @@ class HashIndex:
             j, perturb, i = point or (key & mask, key, 0)
             walked = 0
             while True:
+                if i == LINEAR_PROBES:  # past a run (a resume point may stop there): jump
+                    perturb >>= PERTURB_SHIFT
+                    j = (5 * j + 1 + perturb) & mask
+                    i = 0
                 free = (j + i) & mask
                 if codes[free] == _EMPTY:  # no tombstones in a fresh table
                     break
                 i += 1
                 walked += 1
-                if i == LINEAR_PROBES:
-                    perturb >>= PERTURB_SHIFT
-                    j = (5 * j + 1 + perturb) & mask
-                    i = 0
             if walked >= LINEAR_PROBES or point is not None:
                 resume[key] = (j, perturb, i + 1)
             if value < _INLINE_LIMIT:
