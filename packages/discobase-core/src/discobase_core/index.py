@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from discobase_core._varint import Reader, write_uvarint
@@ -406,7 +406,8 @@ class HashIndex:
         if self._codes[free] == _EMPTY and (self._live + self._tombs + 1) * MAX_LOAD_DEN > (
             self._capacity * MAX_LOAD_NUM
         ):
-            if self._rebuild(_capacity_for(self._live + 1), None if explicit else (key, value)):
+            pending = 0 if explicit or not self._derived(key, value) else 1
+            if self._rebuild(_capacity_for(self._live + 1), pending):
                 return
             free, resume, walked = self._free_slot(key)
         if walked >= LINEAR_PROBES or key in self._resume:
@@ -450,6 +451,60 @@ class HashIndex:
                 return
             walked += 1
         self._add(key, value)
+
+    def _put_many_derived(self, keys: Sequence[int], values: Sequence[int]) -> None:
+        """``_put_derived`` of many pairs (a block of new records): when the resize policy
+        would grow the index during the batch, grow it once, straight to the capacity the
+        policy would reach, placing the batch with the owner's pairs; otherwise place them
+        in one tight loop. Falls back to one by one when tombstones or explicit pairs make
+        the outcome unpredictable."""
+        n = len(values)
+        if (
+            self._key_of is None
+            or self._slot_of
+            or self._tombs
+            or (values and max(values) >= _INLINE_LIMIT)
+        ):
+            for key, value in zip(keys, values, strict=True):
+                self._put_derived(key, value)
+            return
+        # The policy, one insert at a time into EMPTY slots: the insert made at `live`
+        # pairs grows the table when (live + 1) * 3 > capacity * 2.
+        capacity, rebuilds = self._capacity, 0
+        while self._live + n > capacity * MAX_LOAD_NUM // MAX_LOAD_DEN:
+            capacity = _capacity_for(capacity * MAX_LOAD_NUM // MAX_LOAD_DEN + 1)
+            rebuilds += 1
+        if rebuilds:
+            epoch = self._epoch
+            placed = self._rebuild(capacity, pending=n)
+            self._epoch = epoch + rebuilds  # as many generations as one by one
+            if placed:
+                return
+        codes, mask, dirty, spp = self._codes, self._mask, self._dirty, self.slots_per_page
+        for key, value in zip(keys, values, strict=True):
+            free = key & mask
+            if codes[free] == _EMPTY:  # the common case, as in _rebuild
+                codes[free] = value + _OFFSET
+                dirty.add(free // spp)
+                continue
+            point = self._resume.get(key) if self._resume else None
+            j, perturb, i = point or (free, key, 0)
+            walked = 0
+            while True:
+                if i == LINEAR_PROBES:
+                    perturb >>= PERTURB_SHIFT
+                    j = (5 * j + 1 + perturb) & mask
+                    i = 0
+                free = (j + i) & mask
+                i += 1
+                if codes[free] == _EMPTY:  # no tombstones: checked above
+                    break
+                walked += 1
+            if walked >= LINEAR_PROBES or point is not None:
+                self._resume[key] = (j, perturb, i)
+            codes[free] = value + _OFFSET
+            dirty.add(free // spp)
+        self._live += n
 
     def _drop_derived(self, key: int, value: int) -> None:
         """Unindex ``value`` from ``key``, its key still: call before the key changes."""
@@ -507,23 +562,25 @@ class HashIndex:
 
     # ---------------------------------------------------------------- resize
 
-    def _rebuild(self, capacity: int, pending: tuple[int, int] | None = None) -> bool:
-        """Re-place every live pair at ``capacity``, and ``pending`` (a derived pair about
-        to be added) when that is free; True if it placed ``pending``.
+    def _rebuild(self, capacity: int, pending: int = 0) -> bool:
+        """Re-place every live pair at ``capacity``, and the ``pending`` derived pairs about
+        to be added (their keys already stored by the owner) when that is free; True if it
+        placed them.
 
-        When ``all_pairs`` says the owner holds exactly one more key than this index has
-        derived pairs, and ``pending`` is that one, the derived pairs are the owner's pairs:
-        they are read from it in bulk instead of slot by slot through ``key_of`` (the bulk
-        load case, about twice as fast). Otherwise the old slots are walked. Either way no
-        list of every pair is built: a resize of a million pairs stays small.
+        When ``all_pairs`` says the owner holds exactly ``pending`` more keys than this
+        index has derived pairs, the derived pairs plus the pending ones are the owner's
+        pairs (derived pairs are distinct values with keys): they are read from it in bulk
+        instead of slot by slot through ``key_of`` (the bulk load case, about twice as
+        fast). Otherwise the old slots are walked. Either way no list of every pair is
+        built: a resize of a million pairs stays small.
         """
         old_codes, old_big, old_explicit = self._codes, self._big, self._explicit
         key_of = self._key_of
         derived_pairs: Iterable[tuple[int, int]] | None = None
         placed = False
-        if pending is not None and self._all_pairs is not None and key_of is not None:
+        if pending and self._all_pairs is not None and key_of is not None:
             count, pairs = self._all_pairs()
-            if count == self._live - len(old_explicit) + 1 and key_of(pending[1]) == pending[0]:
+            if count == self._live - len(old_explicit) + pending:
                 derived_pairs, placed = pairs, True
         if derived_pairs is None:
             derived_pairs = self._derived_slots(old_codes, old_big, old_explicit)
@@ -538,10 +595,16 @@ class HashIndex:
             self._place(free, key, value, True)
         codes, mask, resume, big = self._codes, self._mask, self._resume, self._big
         live = self._live
-        # The common case, inlined: a derived pair, placed at its chain's first free slot.
         for key, value in derived_pairs:
+            free = key & mask
+            if codes[free] == _EMPTY and value < _INLINE_LIMIT:
+                # The common case: the chain's first slot is free. (In a fresh table a key
+                # with a resume point never finds its first slot EMPTY.)
+                codes[free] = value + _OFFSET
+                live += 1
+                continue
             point = resume.get(key) if resume else None
-            j, perturb, i = point or (key & mask, key, 0)
+            j, perturb, i = point or (free, key, 0)
             walked = 0
             while True:
                 if i == LINEAR_PROBES:  # past a run (a resume point may stop there): jump
@@ -744,6 +807,7 @@ class HashIndex:
         live_values = array("Q")  # _BIG_VALUE: the value is in big_values
         big_values: dict[int, int] = {}  # position in the live arrays -> value
         seen = _PairSet(key_of)
+        bits = seen._bits
         explicit_positions: list[int] = []  # positions in the live arrays
         tombs: list[tuple[int, int]] = []  # (first slot, count)
         for page_no in sorted(pages):
@@ -787,11 +851,23 @@ class HashIndex:
             size = len(data)
             while s < end:
                 pos = reader.pos
-                # The common case, inlined: a LIVE slot with a one-byte value.
-                if pos + 10 <= size and data[pos] == _LIVE and data[pos + 9] < 0x80:
+                # The common case, inlined: a LIVE slot with a value of 1 to 3 bytes (minimal
+                # encodings only; anything else takes the general path, which judges it).
+                v = -1
+                if pos + 12 <= size and data[pos] == _LIVE:
+                    b = data[pos + 9]
+                    if b < 0x80:
+                        v, after = b, pos + 10
+                    else:
+                        b2 = data[pos + 10]
+                        if 0 < b2 < 0x80:
+                            v, after = (b & 0x7F) | b2 << 7, pos + 11
+                        elif b2 >= 0x80 and 0 < data[pos + 11] < 0x80:
+                            v = (b & 0x7F) | (b2 & 0x7F) << 7 | data[pos + 11] << 14
+                            after = pos + 12
+                if v >= 0:
                     k = int.from_bytes(data[pos + 1 : pos + 9], "big")
-                    v = data[pos + 9]
-                    reader.pos = pos + 10
+                    reader.pos = after
                 else:
                     tag = reader.byte()
                     if tag in (_RUN_EMPTY, _RUN_TOMB):
@@ -808,6 +884,19 @@ class HashIndex:
                     v = reader.uvarint()
                     if v >= VALUE_LIMIT:
                         raise fail(f"value {v} in slot {s} is beyond 2**128")
+                if key_of is not None and v < _BITMAP_VALUES and key_of(v) == k:
+                    # A derived pair (the common case): seen.add inlined.
+                    byte, bit = v >> 3, 1 << (v & 7)
+                    if byte >= len(bits):
+                        bits.extend(bytes(max(byte + 1 - len(bits), len(bits))))
+                    if bits[byte] & bit:
+                        raise fail(f"duplicate pair ({k}, {v}) in slot {s}")
+                    bits[byte] |= bit
+                    live_values.append(v)
+                    live_slots.append(s)
+                    live_keys.append(k)
+                    s += 1
+                    continue
                 kind = seen.add(k, v)
                 if kind == _SEEN:
                     raise fail(f"duplicate pair ({k}, {v}) in slot {s}")
