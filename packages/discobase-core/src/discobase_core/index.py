@@ -865,6 +865,17 @@ class HashIndex:
                         elif b2 >= 0x80 and 0 < data[pos + 11] < 0x80:
                             v = (b & 0x7F) | (b2 & 0x7F) << 7 | data[pos + 11] << 14
                             after = pos + 12
+                elif pos + 2 < size and data[pos] in (_RUN_EMPTY, _RUN_TOMB) and data[pos + 1]:
+                    # A run of 1 to 127 slots, inlined too.
+                    n = data[pos + 1]
+                    if n < 0x80:
+                        if s + n > end:
+                            raise fail(f"slot run of {n} overruns the page at slot {s}")
+                        if data[pos] == _RUN_TOMB:
+                            tombs.append((s, n))
+                        s += n
+                        reader.pos = pos + 2
+                        continue
                 if v >= 0:
                     k = int.from_bytes(data[pos + 1 : pos + 9], "big")
                     reader.pos = after

@@ -739,8 +739,19 @@ class TableState:
                             reason="record offset",
                         )
                     message_id, pos = decode_uvarint(data, pos)
-                    entry, pos = decode_uvarint(data, pos)
-                    lane, pos = decode_uvarint(data, pos)
+                    entry = data[pos]
+                    if entry < 0x80:
+                        pos += 1
+                    elif 0 < data[pos + 1] < 0x80:  # two bytes (entries up to 16,383)
+                        entry = (entry & 0x7F) | data[pos + 1] << 7
+                        pos += 2
+                    else:
+                        entry, pos = decode_uvarint(data, pos)
+                    lane = data[pos]
+                    if lane < 0x80:
+                        pos += 1
+                    else:
+                        lane, pos = decode_uvarint(data, pos)
                     keys = unpack_keys(data, pos)
                     pos += 8 * width
                     row = rows.row_of[offset]
