@@ -601,8 +601,12 @@ class TableState:
             page.widen(default_key)
         self.fields = (*self.fields, name)
         index = self._new_index(len(self.fields) - 1)
-        for rid in self.rids():
-            index._put_derived(default_key, rid)
+        rids = array("Q", self.rids()) if self._count and max(self._pages) >> 53 == 0 else None
+        if rids is not None:  # one key for every record: one bulk insert
+            index._put_many_derived(array("Q", [default_key]) * len(rids), rids)
+        else:
+            for rid in self.rids():
+                index._put_derived(default_key, rid)
         self.indexes[name] = index
         self._dirty_directory.update(self._pages)
 
