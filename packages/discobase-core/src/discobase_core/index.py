@@ -107,6 +107,7 @@ _BIG_VALUE = (1 << 64) - 1  # in from_pages' array('Q') of values: "see the dict
 _BITMAP_VALUES = 1 << 27
 _SEEN, _NEW_DERIVED, _NEW_EXPLICIT = 0, 1, 2
 _RUN_EMPTY, _RUN_TOMB, _LIVE = 0, 1, 2
+_LIVE_BYTE = bytes((_LIVE,))
 _MAX_SLOT_BYTES = 1 + 8 + 19
 
 
@@ -743,16 +744,26 @@ class HashIndex:
             write_uvarint(out, n)
         start = page_no * self.slots_per_page
         end = min(start + self.slots_per_page, self._capacity)
-        codes = self._codes
+        codes, explicit, key_of = self._codes, self._explicit, self._key_of
         s = start
         while s < end:
             code = codes[s]
             if code >= _OFFSET:
-                out.append(_LIVE)
-                out += self._key_at(s).to_bytes(8, "big")
+                # _key_at and write_uvarint inlined: this runs for every pair at checkpoints.
                 value = self._big[s] if code == _BIG else code - _OFFSET
+                key = explicit.get(s) if explicit else None
+                if key is None:
+                    assert key_of is not None
+                    key = key_of(value)
+                    assert key is not None, "a derived pair outlived its key"
+                out += _LIVE_BYTE
+                out += key.to_bytes(8, "big")
                 if value < 0x80:
                     out.append(value)
+                elif value < 0x4000:
+                    out += bytes((value & 0x7F | 0x80, value >> 7))
+                elif value < 0x20_0000:
+                    out += bytes((value & 0x7F | 0x80, (value >> 7) & 0x7F | 0x80, value >> 14))
                 else:
                     write_uvarint(out, value)
                 s += 1

@@ -622,15 +622,28 @@ class TableState:
         keys = struct.Struct(f">{width}Q")
         write_uvarint(out, width)
         write_uvarint(out, len(page.offsets))
+        row_of, mids, entries, lanes = page.row_of, page.mids, page.entries, page.lanes
         for offset in range(DIRECTORY_SPAN):
-            row = page.row_of[offset]
+            row = row_of[offset]
             if row == _NO_ROW:
                 continue
-            location = page.location(row)
-            write_uvarint(out, offset)
-            write_uvarint(out, location.message_id)
-            write_uvarint(out, location.entry)
-            write_uvarint(out, location.lane)
+            lane = lanes[row]
+            if lane == _ODD_LANE or entries[row] >= 0x4000 or lane >= 0x80:
+                location = page.location(row)
+                write_uvarint(out, offset)
+                write_uvarint(out, location.message_id)
+                write_uvarint(out, location.entry)
+                write_uvarint(out, location.lane)
+            else:  # the common case, small numbers inlined
+                out += (
+                    bytes((offset,))
+                    if offset < 0x80
+                    else bytes((offset & 0x7F | 0x80, offset >> 7))
+                )
+                write_uvarint(out, mids[row])
+                entry = entries[row]
+                out += bytes((entry,)) if entry < 0x80 else bytes((entry & 0x7F | 0x80, entry >> 7))
+                out.append(lane)
             out += keys.pack(*page.keys[row * width : row * width + width])
         return seal("dirp", bytes(out))
 
