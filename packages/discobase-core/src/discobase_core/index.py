@@ -821,6 +821,12 @@ class HashIndex:
         bits = seen._bits
         explicit_positions: list[int] = []  # positions in the live arrays
         tombs: list[tuple[int, int]] = []  # (first slot, count)
+        # When the claimed capacity is in proportion to the bytes given (4 bytes a slot, at
+        # most 8 times the bytes), slots are written straight into the index's array.
+        total_bytes = sum(len(page) for page in pages.values())
+        direct: HashIndex | None = None
+        direct_codes: array[int] | None = None
+        placed = 0  # derived pairs written straight into direct_codes
         for page_no in sorted(pages):
             where = f"index page {page_no}"
 
@@ -850,6 +856,9 @@ class HashIndex:
                         where=f"index page {missing[0] if missing else extra[0]}",
                         reason="page set incomplete or has extra pages",
                     )
+                if capacity <= max(DECODE_FLOOR, 2 * total_bytes):
+                    direct = cls(capacity, slots_per_page=spp, key_of=key_of, all_pairs=all_pairs)
+                    direct_codes = direct._codes
             elif header != (capacity, spp, epoch):
                 raise fail(
                     f"capacity/slots per page/epoch {(capacity, spp, epoch)} disagree with "
@@ -914,9 +923,13 @@ class HashIndex:
                     if bits[byte] & bit:
                         raise fail(f"duplicate pair ({k}, {v}) in slot {s}")
                     bits[byte] |= bit
-                    live_values.append(v)
-                    live_slots.append(s)
-                    live_keys.append(k)
+                    if direct_codes is not None:
+                        direct_codes[s] = v + _OFFSET
+                        placed += 1
+                    else:
+                        live_values.append(v)
+                        live_slots.append(s)
+                        live_keys.append(k)
                     s += 1
                     continue
                 kind = seen.add(k, v)
@@ -936,7 +949,7 @@ class HashIndex:
         del seen
         assert header is not None
         capacity, spp, epoch = header
-        live = len(live_slots)
+        live = placed + len(live_slots)
         tomb_count = sum(n for _, n in tombs)
         if live + tomb_count >= capacity:
             raise DatabaseCorruptionError(
@@ -949,7 +962,8 @@ class HashIndex:
             v = live_values[position]
             return big_values[position] if v == _BIG_VALUE else v
 
-        if capacity > max(DECODE_FLOOR, 4 * _capacity_for(live + 1)):
+        compact = capacity > max(DECODE_FLOOR, 4 * _capacity_for(live + 1))
+        if compact and direct is None:
             index = cls(
                 _capacity_for(live + 1), slots_per_page=spp, key_of=key_of, all_pairs=all_pairs
             )
@@ -961,7 +975,12 @@ class HashIndex:
                     index._resume[key] = point
                 index._place(free, key, v, not index._derived(key, v))
             return index  # every page dirty: the compact form is stored at the next checkpoint
-        index = cls(capacity, slots_per_page=spp, key_of=key_of, all_pairs=all_pairs)
+        # (An index is falsy while it is empty: `direct or ...` would drop it.)
+        index = (
+            direct
+            if direct is not None
+            else cls(capacity, slots_per_page=spp, key_of=key_of, all_pairs=all_pairs)
+        )
         index._epoch = epoch
         codes = index._codes
         for first, n in tombs:
@@ -985,6 +1004,8 @@ class HashIndex:
                 index._slot_of[key, value(position)] = slot
             index._live = live
         index._dirty = set()
+        if compact:  # pages written straight in, far sparser than needed: compact now
+            index._rebuild(_capacity_for(live + 1))
         return index
 
 
