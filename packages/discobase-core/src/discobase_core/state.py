@@ -311,6 +311,10 @@ class TableState:
 
     table_schema: TableSchema
     fields: tuple[str, ...]
+    # The directory: page number (rid // DIRECTORY_SPAN) -> its live records (`_DirPage`).
+    # Never reassigned: the indexes' key_of closures hold it.
+    _pages: dict[int, _DirPage] = field(default_factory=dict, repr=False)
+    _count: int = field(default=0, repr=False)  # records in the directory
     indexes: dict[str, HashIndex] = field(default_factory=dict)
     next_rid: int = 1
     next_commit: int = 1
@@ -318,10 +322,6 @@ class TableState:
     lanes: tuple[int, ...] = ()  # channel ids of the lane threads (lane n is lanes[n - 1])
     fences: list[Fence] = field(default_factory=list)  # see discobase_core.lease
     _dirty_directory: set[int] = field(default_factory=set)
-    # The directory: page number (rid // DIRECTORY_SPAN) -> its live records. Never
-    # reassigned: the indexes' key_of closures hold it.
-    _pages: dict[int, _DirPage] = field(default_factory=dict, repr=False)
-    _count: int = 0
 
     def __post_init__(self) -> None:
         for position, name in enumerate(self.fields):
@@ -700,7 +700,7 @@ class TableState:
             fields=self.fields,
             next_rid=self.next_rid,
             next_commit=self.next_commit,
-            records=self._count,
+            records=len(self.directory),
             index_pages={name: self.indexes[name].page_count for name in self.fields},
             directory_pages=tuple(sorted(self._directory_pages())),
             refs={key: refs[key] for key in current},
