@@ -742,10 +742,14 @@ class TableState:
             count = reader.count(min_item_bytes=4 + 8 * width)  # four uvarints and the keys
             data, pos = body, reader.pos
             try:
+                last_mid, last_raw = -1, b""  # the previous entry's message id, and its bytes
                 for _ in range(count):
                     offset = data[pos]
                     if offset < 0x80:
                         pos += 1
+                    elif 0 < data[pos + 1] < 0x80:  # two bytes (offsets up to 2,047)
+                        offset = (offset & 0x7F) | data[pos + 1] << 7
+                        pos += 2
                     else:
                         offset, pos = decode_uvarint(data, pos)
                     if offset >= DIRECTORY_SPAN:
@@ -755,7 +759,15 @@ class TableState:
                             where=page_where,
                             reason="record offset",
                         )
-                    message_id, pos = decode_uvarint(data, pos)
+                    # Records of one message are neighbours: a varint is prefix-free, so the
+                    # same bytes as the previous id are the same id (no decoding needed).
+                    if last_raw and data[pos : pos + len(last_raw)] == last_raw:
+                        message_id = last_mid
+                        pos += len(last_raw)
+                    else:
+                        message_id, after = decode_uvarint(data, pos)
+                        last_mid, last_raw = message_id, bytes(data[pos:after])
+                        pos = after
                     entry = data[pos]
                     if entry < 0x80:
                         pos += 1
