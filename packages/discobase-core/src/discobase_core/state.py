@@ -20,17 +20,21 @@ lane from there, so writes go on while a checkpoint is being written.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import struct
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from typing import cast
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from discobase_core._varint import Reader, write_uvarint
+from discobase_core._varint import Reader, decode_uvarint, write_uvarint
 from discobase_core.codec import seal, unseal
 from discobase_core.errors import DatabaseCorruptionError
-from discobase_core.index import HashIndex
+from discobase_core.index import VALUE_LIMIT, HashIndex
 from discobase_core.lease import Fence, is_fenced
-from discobase_core.log import MAX_BLOB_BYTES, Delete, LogBlock, Put
+from discobase_core.log import MAX_BLOB_BYTES, Delete, Entry, LogBlock, Put
 from discobase_core.schema import TableSchema
 
 __all__ = [
@@ -65,8 +69,124 @@ class Location:
 
 @dataclass(frozen=True, slots=True)
 class DirEntry:
+    """One record's directory entry, as `TableState.directory` hands it out (built on
+    demand: the state itself keeps entries in compact arrays, see `_DirPage`)."""
+
     location: Location
     keys: tuple[int, ...]
+
+
+_SPAN_BITS = 11
+assert DIRECTORY_SPAN == 1 << _SPAN_BITS
+_SPAN_MASK = DIRECTORY_SPAN - 1
+_NO_ROW = 0xFFFF  # in `_DirPage.row_of`: no record at this offset
+_ODD_LANE = 0xFF  # in `_DirPage.lanes`: the location is in `_DirPage.odd`
+_BIG_RID = 0xFFFF_FFFF - 2  # record ids from here on take the slow path (HashIndex._big)
+
+
+class _DirPage:
+    """The directory entries of `DIRECTORY_SPAN` consecutive record ids, as parallel arrays
+    with one row per live record (rows in no particular order; a delete moves the last row
+    into the hole). About 16 + 8 * width bytes per record, against ~600 for a dict of
+    frozen dataclasses, and a page costs only what its records need, however sparse.
+
+    A location whose numbers do not fit the arrays (entry >= 2**32, lane >= 255, message id
+    >= 2**64: never written by discobase, but a log may say so) is kept whole in `odd`.
+    """
+
+    __slots__ = ("entries", "keys", "lanes", "mids", "odd", "offsets", "row_of", "width")
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.row_of = array("H", [_NO_ROW]) * DIRECTORY_SPAN  # offset -> row
+        self.offsets = array("H")  # row -> offset
+        self.mids = array("Q")
+        self.entries = array("I")
+        self.lanes = array("B")
+        self.keys = array("Q")  # `width` keys per row
+        self.odd: dict[int, Location] = {}  # offset -> location
+
+    def location(self, row: int) -> Location:
+        lane = self.lanes[row]
+        if lane == _ODD_LANE:
+            return self.odd[self.offsets[row]]
+        return Location(self.mids[row], self.entries[row], lane)
+
+    def set_location(self, row: int, message_id: int, entry: int, lane: int) -> None:
+        offset = self.offsets[row]
+        if message_id >> 64 or entry >> 32 or not 0 <= lane < _ODD_LANE:
+            self.odd[offset] = Location(message_id, entry, lane)
+            message_id = entry = 0
+            lane = _ODD_LANE
+        elif self.odd:
+            self.odd.pop(offset, None)
+        self.mids[row] = message_id
+        self.entries[row] = entry
+        self.lanes[row] = lane
+
+    def append(self, offset: int, keys: array[int]) -> int:
+        """A new row for `offset` (its location is set by the caller)."""
+        row = len(self.offsets)
+        self.offsets.append(offset)
+        self.row_of[offset] = row
+        self.mids.append(0)
+        self.entries.append(0)
+        self.lanes.append(0)
+        self.keys.extend(keys)
+        return row
+
+    def drop(self, row: int) -> None:
+        """Remove `row`, moving the last row into its place."""
+        offset = self.offsets[row]
+        last = len(self.offsets) - 1
+        width = self.width
+        if row != last:
+            moved = self.offsets[last]
+            self.offsets[row] = moved
+            self.row_of[moved] = row
+            self.mids[row] = self.mids[last]
+            self.entries[row] = self.entries[last]
+            self.lanes[row] = self.lanes[last]
+            self.keys[row * width : row * width + width] = self.keys[last * width :]
+        del self.offsets[last], self.mids[last], self.entries[last], self.lanes[last]
+        del self.keys[last * width :]
+        self.row_of[offset] = _NO_ROW
+        if self.odd:
+            self.odd.pop(offset, None)
+
+    def widen(self, default_key: int) -> None:
+        """Every row gets one more key, `default_key`."""
+        width = self.width
+        keys = array("Q")
+        for row in range(len(self.offsets)):
+            keys.extend(self.keys[row * width : row * width + width])
+            keys.append(default_key)
+        self.keys = keys
+        self.width = width + 1
+
+
+class _DirectoryView(Mapping[int, DirEntry]):
+    """Read-only `rid -> DirEntry` view of a state's directory, oldest record first."""
+
+    def __init__(self, state: TableState) -> None:
+        self._state = state
+
+    def __getitem__(self, rid: int) -> DirEntry:
+        found = self._state._row(rid)
+        if found is None:
+            raise KeyError(rid)
+        page, row = found
+        keys = tuple(page.keys[row * page.width : (row + 1) * page.width])
+        return DirEntry(page.location(row), keys)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._state.rids())
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    def __contains__(self, rid: object) -> bool:
+        return rid in self._state
 
 
 class Manifest(BaseModel):
@@ -219,7 +339,10 @@ class TableState:
 
     table_schema: TableSchema
     fields: tuple[str, ...]
-    directory: dict[int, DirEntry] = field(default_factory=dict)
+    # The directory: page number (rid // DIRECTORY_SPAN) -> its live records (`_DirPage`).
+    # Never reassigned: the indexes' key_of closures hold it.
+    _pages: dict[int, _DirPage] = field(default_factory=dict, repr=False)
+    _count: int = field(default=0, repr=False)  # records in the directory
     indexes: dict[str, HashIndex] = field(default_factory=dict)
     next_rid: int = 1
     next_commit: int = 1
@@ -235,8 +358,56 @@ class TableState:
     _force_full: bool = False  # a planned checkpoint failed: rewrite every page next time
 
     def __post_init__(self) -> None:
-        for name in self.fields:
-            self.indexes.setdefault(name, HashIndex())
+        for position, name in enumerate(self.fields):
+            self.indexes.setdefault(name, self._new_index(position))
+
+    def _new_index(self, position: int) -> HashIndex:
+        return HashIndex(key_of=self._key_getter(position), all_pairs=self._pairs_getter(position))
+
+    def _pairs_getter(self, position: int) -> Callable[[], tuple[int, Iterable[tuple[int, int]]]]:
+        """`all_pairs` for the index of field `position`: (key, record id) of every record,
+        read from the directory's arrays in bulk (index resizes use it)."""
+        pages = self._pages
+
+        def pairs() -> Iterator[tuple[int, int]]:
+            return chain.from_iterable(
+                zip(
+                    page.keys[position :: page.width],
+                    map((number << _SPAN_BITS).__add__, page.offsets),
+                    strict=True,
+                )
+                for number, page in pages.items()
+            )
+
+        return lambda: (self._count, pairs())
+
+    def _key_getter(self, position: int) -> Callable[[int], int | None]:
+        """`key_of` for the index of field `position`: its key of a record, read from the
+        directory, so index slots need not store keys (see `HashIndex`)."""
+        pages = self._pages
+
+        def key_of(rid: int) -> int | None:
+            page = pages.get(rid >> _SPAN_BITS)
+            if page is None:
+                return None
+            row = page.row_of[rid & _SPAN_MASK]
+            if row == _NO_ROW:
+                return None
+            return page.keys[row * page.width + position]
+
+        return key_of
+
+    def _row(self, rid: int) -> tuple[_DirPage, int] | None:
+        page = self._pages.get(rid >> _SPAN_BITS)
+        if page is None:
+            return None
+        row = page.row_of[rid & _SPAN_MASK]
+        return None if row == _NO_ROW else (page, row)
+
+    @property
+    def directory(self) -> Mapping[int, DirEntry]:
+        """Record id -> `DirEntry`, read-only (entries are built on demand)."""
+        return _DirectoryView(self)
 
     # -- identity --------------------------------------------------------------------------
 
@@ -253,18 +424,22 @@ class TableState:
     # -- reads -----------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self.directory)
+        return self._count
 
     def __contains__(self, rid: object) -> bool:
-        return rid in self.directory
+        return isinstance(rid, int) and self._row(rid) is not None
 
     def location(self, rid: int) -> Location | None:
-        entry = self.directory.get(rid)
-        return entry.location if entry else None
+        found = self._row(rid)
+        return None if found is None else found[0].location(found[1])
 
     def rids(self) -> list[int]:
         """Every live record id, oldest first."""
-        return sorted(self.directory)
+        found: list[int] = []
+        for number in sorted(self._pages):
+            start = number << _SPAN_BITS
+            found.extend(start + offset for offset in sorted(self._pages[number].offsets))
+        return found
 
     def candidates(self, keys: Mapping[str, int]) -> list[int]:
         """Record ids whose index keys match every (field, key) given, oldest first.
@@ -284,30 +459,131 @@ class TableState:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def _put(self, rid: int, keys: tuple[int, ...], location: Location) -> None:
-        old = self.directory.get(rid)
-        for position, name in enumerate(self.fields):
-            new_key = keys[position]
-            if old is not None and old.keys[position] == new_key:
-                continue
-            index = self.indexes[name]
-            if old is not None:
-                index.remove(old.keys[position], rid)
-            index.insert(new_key, rid)
-        self.directory[rid] = DirEntry(location, keys)
-        self._dirty_directory.add(rid // DIRECTORY_SPAN)
-        self.next_rid = max(self.next_rid, rid + 1)
+    def _put(
+        self,
+        rid: int,
+        keys: tuple[int, ...],
+        location: tuple[int, int, int],
+        indexes: Sequence[HashIndex],
+    ) -> None:
+        """Store the record's location and keys; move its index entries if keys changed.
 
-    def _delete(self, rid: int) -> None:
-        old = self.directory.pop(rid, None)
-        if old is None:
+        The directory is written before a new key is indexed and after an old one is
+        unindexed: an index derives a slot's key from the directory (see `HashIndex`).
+        """
+        if not 0 <= rid < VALUE_LIMIT:
+            raise ValueError(f"record id must be a non-negative int below 2**128, got {rid}")
+        try:
+            packed = array("Q", keys)
+        except OverflowError:
+            raise ValueError(f"index keys must be unsigned 64-bit ints, got {keys}") from None
+        number = rid >> _SPAN_BITS
+        page = self._pages.get(number)
+        if page is None:
+            page = self._pages[number] = _DirPage(len(self.fields))
+        offset = rid & _SPAN_MASK
+        row = page.row_of[offset]
+        message_id, entry, lane = location
+        if row == _NO_ROW:
+            row = len(page.offsets)
+            page.offsets.append(offset)
+            page.row_of[offset] = row
+            page.keys.extend(packed)
+            if message_id >> 64 or entry >> 32 or not 0 <= lane < _ODD_LANE:
+                page.mids.append(0)
+                page.entries.append(0)
+                page.lanes.append(0)
+                page.set_location(row, message_id, entry, lane)
+            else:
+                page.mids.append(message_id)
+                page.entries.append(entry)
+                page.lanes.append(lane)
+            self._count += 1
+            for index, key in zip(indexes, packed, strict=True):
+                index._put_derived(key, rid)
+        else:
+            page.set_location(row, message_id, entry, lane)
+            stored = page.keys
+            base = row * page.width
+            for position, index in enumerate(indexes):
+                new_key = packed[position]
+                old_key = stored[base + position]
+                if old_key != new_key:
+                    index._drop_derived(old_key, rid)
+                    stored[base + position] = new_key
+                    index._put_derived(new_key, rid)
+        self._dirty_directory.add(number)
+        if rid >= self.next_rid:
+            self.next_rid = rid + 1
+
+    def _put_new(
+        self, entries: Sequence[Entry], message_id: int, lane: int, indexes: Sequence[HashIndex]
+    ) -> bool:
+        """Apply a block of puts of new, distinct record ids in bulk (a bulk load, and most
+        live commits): rows first, then each index takes its pairs in one call. False, and
+        nothing changed, for any other block (`apply` then goes entry by entry)."""
+        width = len(self.fields)
+        if (
+            len(entries) < 16
+            or message_id >> 64
+            or len(entries) >> 32
+            or not 0 <= lane < _ODD_LANE
+            or not all(type(entry) is Put and len(entry.keys) == width for entry in entries)
+        ):
+            return False
+        puts = cast("Sequence[Put]", entries)
+        try:
+            rids = array("Q", [put.rid for put in puts])
+            keys = array("Q", [key for put in puts for key in put.keys])
+        except (OverflowError, TypeError):
+            return False
+        if (
+            max(rids) >= _BIG_RID
+            or len(set(rids)) != len(rids)
+            or any(map(self.__contains__, rids))
+        ):
+            return False
+        pages = self._pages
+        for number, rid in enumerate(rids):
+            page_no = rid >> _SPAN_BITS
+            page = pages.get(page_no)
+            if page is None:
+                page = pages[page_no] = _DirPage(width)
+            offset = rid & _SPAN_MASK
+            page.row_of[offset] = len(page.offsets)
+            page.offsets.append(offset)
+            page.mids.append(message_id)
+            page.entries.append(number)
+            page.lanes.append(lane)
+            page.keys.extend(keys[number * width : number * width + width])
+            self._dirty_directory.add(page_no)
+        self._count += len(rids)
+        for position, index in enumerate(indexes):
+            index._put_many_derived(keys[position::width], rids)
+        self.next_rid = max(self.next_rid, max(rids) + 1)
+        return True
+
+    def _delete(self, rid: int, indexes: Sequence[HashIndex]) -> None:
+        found = self._row(rid)
+        if found is None:
             return
-        for name, key in zip(self.fields, old.keys, strict=True):
-            self.indexes[name].remove(key, rid)
-        self._dirty_directory.add(rid // DIRECTORY_SPAN)
+        page, row = found
+        base = row * page.width
+        for position, index in enumerate(indexes):
+            index._drop_derived(page.keys[base + position], rid)
+        page.drop(row)
+        self._count -= 1
+        number = rid >> _SPAN_BITS
+        if not page.offsets:
+            del self._pages[number]
+        self._dirty_directory.add(number)
 
     def apply(self, message_id: int, block: LogBlock, *, lane: int = 0, where: str = "") -> None:
         """Apply one block stored in `message_id` of `lane` (its commit must be complete)."""
+        indexes = [self.indexes[name] for name in self.fields]
+        if self._put_new(block.entries, message_id, lane, indexes):
+            self.next_commit = max(self.next_commit, block.commit + 1)
+            return
         for number, entry in enumerate(block.entries):
             if self.dirty_messages is not None:
                 # A message now holds a dead entry: compaction reads it (and only those).
@@ -324,9 +600,9 @@ class TableState:
                         where=where or str(message_id),
                         reason="key width",
                     )
-                self._put(entry.rid, entry.keys, Location(message_id, number, lane))
+                self._put(entry.rid, entry.keys, (message_id, number, lane), indexes)
             elif isinstance(entry, Delete):
-                self._delete(entry.rid)
+                self._delete(entry.rid, indexes)
         self.next_commit = max(self.next_commit, block.commit + 1)
 
     def replay(self, blocks: Iterable[tuple[int, int, LogBlock]]) -> list[int]:
@@ -360,33 +636,56 @@ class TableState:
 
     def add_field(self, name: str, default_key: int) -> None:
         """A field added to the schema (with a default): every existing record has it."""
-        index = HashIndex()
-        for rid, entry in self.directory.items():
-            index.insert(default_key, rid)
-            self.directory[rid] = DirEntry(entry.location, (*entry.keys, default_key))
+        if not 0 <= default_key < 1 << 64:
+            raise ValueError(f"index keys must be unsigned 64-bit ints, got {default_key}")
+        for page in self._pages.values():
+            page.widen(default_key)
         self.fields = (*self.fields, name)
+        index = self._new_index(len(self.fields) - 1)
+        rids = array("Q", self.rids()) if self._count and max(self._pages) >> 53 == 0 else None
+        if rids is not None:  # one key for every record: one bulk insert
+            index._put_many_derived(array("Q", [default_key]) * len(rids), rids)
+        else:
+            for rid in self.rids():
+                index._put_derived(default_key, rid)
         self.indexes[name] = index
-        self._dirty_directory.update(rid // DIRECTORY_SPAN for rid in self.directory)
+        self._dirty_directory.update(self._pages)
 
     # -- checkpoints -----------------------------------------------------------------------
 
     def _directory_pages(self) -> set[int]:
-        return {rid // DIRECTORY_SPAN for rid in self.directory}
+        return set(self._pages)
 
-    def _encode_directory_page(self, page: int) -> bytes:
+    def _encode_directory_page(self, number: int) -> bytes:
         out = bytearray()
-        start = page * DIRECTORY_SPAN
-        rids = [rid for rid in range(start, start + DIRECTORY_SPAN) if rid in self.directory]
-        write_uvarint(out, len(self.fields))
-        write_uvarint(out, len(rids))
-        for rid in rids:
-            entry = self.directory[rid]
-            write_uvarint(out, rid - start)
-            write_uvarint(out, entry.location.message_id)
-            write_uvarint(out, entry.location.entry)
-            write_uvarint(out, entry.location.lane)
-            for key in entry.keys:
-                out += key.to_bytes(8, "big")
+        page = self._pages[number]
+        width = page.width
+        keys = struct.Struct(f">{width}Q")
+        write_uvarint(out, width)
+        write_uvarint(out, len(page.offsets))
+        row_of, mids, entries, lanes = page.row_of, page.mids, page.entries, page.lanes
+        for offset in range(DIRECTORY_SPAN):
+            row = row_of[offset]
+            if row == _NO_ROW:
+                continue
+            lane = lanes[row]
+            if lane == _ODD_LANE or entries[row] >= 0x4000 or lane >= 0x80:
+                location = page.location(row)
+                write_uvarint(out, offset)
+                write_uvarint(out, location.message_id)
+                write_uvarint(out, location.entry)
+                write_uvarint(out, location.lane)
+            else:  # the common case, small numbers inlined
+                out += (
+                    bytes((offset,))
+                    if offset < 0x80
+                    else bytes((offset & 0x7F | 0x80, offset >> 7))
+                )
+                write_uvarint(out, mids[row])
+                entry = entries[row]
+                out += bytes((entry,)) if entry < 0x80 else bytes((entry & 0x7F | 0x80, entry >> 7))
+                out.append(lane)
+            out += keys.pack(*page.keys[row * width : row * width + width])
         return seal("dirp", bytes(out))
 
     def _all_page_keys(self) -> dict[str, bytes | None]:
@@ -486,6 +785,95 @@ class TableState:
         refs = plan.refs(page_message_ids)
         self.refs = {key: (message_id if mid == SELF else mid) for key, mid in refs.items()}
 
+    def _load_directory(self, manifest: Manifest, page: Callable[[str], bytes], where: str) -> None:
+        """Read the directory pages of a checkpoint into compact rows (before the indexes,
+        which derive their keys from it). Bytes are parsed in place, without a Reader call
+        per number: this loop runs once per record at every open."""
+        width = len(manifest.fields)
+        unpack_keys = struct.Struct(f">{width}Q").unpack_from
+        for number in manifest.directory_pages:
+            page_where = f"{where}, directory page {number}"
+            _, body = unseal(page(_directory_key(number)), where=page_where, kind="dirp")
+            reader = Reader(body, where=page_where)
+            if reader.uvarint() != width:
+                raise DatabaseCorruptionError(
+                    f"directory page {number} at {where} has the wrong key width",
+                    where=page_where,
+                    reason="key width",
+                )
+            if number in self._pages:
+                continue  # listed twice in the manifest: the same page, read once
+            rows = _DirPage(width)
+            count = reader.count(min_item_bytes=4 + 8 * width)  # four uvarints and the keys
+            data, pos = body, reader.pos
+            try:
+                last_mid, last_raw = -1, b""  # the previous entry's message id, and its bytes
+                for _ in range(count):
+                    offset = data[pos]
+                    if offset < 0x80:
+                        pos += 1
+                    elif 0 < data[pos + 1] < 0x80:  # two bytes (offsets up to 2,047)
+                        offset = (offset & 0x7F) | data[pos + 1] << 7
+                        pos += 2
+                    else:
+                        offset, pos = decode_uvarint(data, pos)
+                    if offset >= DIRECTORY_SPAN:
+                        raise DatabaseCorruptionError(
+                            f"directory page {number} at {where} holds record offset "
+                            f"{offset}, beyond its {DIRECTORY_SPAN} records",
+                            where=page_where,
+                            reason="record offset",
+                        )
+                    # Records of one message are neighbours: a varint is prefix-free, so the
+                    # same bytes as the previous id are the same id (no decoding needed).
+                    if last_raw and data[pos : pos + len(last_raw)] == last_raw:
+                        message_id = last_mid
+                        pos += len(last_raw)
+                    else:
+                        message_id, after = decode_uvarint(data, pos)
+                        last_mid, last_raw = message_id, bytes(data[pos:after])
+                        pos = after
+                    entry = data[pos]
+                    if entry < 0x80:
+                        pos += 1
+                    elif 0 < data[pos + 1] < 0x80:  # two bytes (entries up to 16,383)
+                        entry = (entry & 0x7F) | data[pos + 1] << 7
+                        pos += 2
+                    else:
+                        entry, pos = decode_uvarint(data, pos)
+                    lane = data[pos]
+                    if lane < 0x80:
+                        pos += 1
+                    else:
+                        lane, pos = decode_uvarint(data, pos)
+                    keys = unpack_keys(data, pos)
+                    pos += 8 * width
+                    row = rows.row_of[offset]
+                    if row != _NO_ROW:  # a repeated offset: the later entry wins, as ever
+                        rows.keys[row * width : row * width + width] = array("Q", keys)
+                    elif message_id >> 64 or entry >> 32 or lane >= _ODD_LANE:
+                        row = rows.append(offset, array("Q", keys))
+                    else:  # the common case, inlined
+                        rows.row_of[offset] = len(rows.offsets)
+                        rows.offsets.append(offset)
+                        rows.mids.append(message_id)
+                        rows.entries.append(entry)
+                        rows.lanes.append(lane)
+                        rows.keys.extend(keys)
+                        continue
+                    rows.set_location(row, message_id, entry, lane)
+            except (ValueError, IndexError, struct.error) as exc:
+                raise DatabaseCorruptionError(
+                    f"{page_where}: truncated or bad entry ({exc})",
+                    where=page_where,
+                    reason="bad directory entry",
+                ) from None
+            reader.pos = pos
+            reader.expect_end()
+            if rows.offsets:
+                self._pages[number] = rows
+                self._count += len(rows.offsets)
+
     @classmethod
     def from_checkpoint(
         cls,
@@ -535,43 +923,19 @@ class TableState:
                 Fence(start, None if cutoff < 0 else cutoff) for start, cutoff in manifest.fences
             ],
         )
-        for name in manifest.fields:
-            count = manifest.index_pages.get(name, 0)
-            state.indexes[name] = HashIndex.from_pages(
-                {number: page(_index_key(name, number)) for number in range(count)}
-            )
-        width = len(manifest.fields)
-        for number in manifest.directory_pages:
-            key = _directory_key(number)
-            page_where = f"{where}, directory page {number}"
-            _, body = unseal(page(key), where=page_where, kind="dirp")
-            reader = Reader(body, where=page_where)
-            if reader.uvarint() != width:
-                raise DatabaseCorruptionError(
-                    f"directory page {number} at {where} has the wrong key width",
-                    where=page_where,
-                    reason="key width",
-                )
-            start = number * DIRECTORY_SPAN
-            # An entry is at least four one-byte uvarints and its keys.
-            for _ in range(reader.count(min_item_bytes=4 + 8 * width)):
-                offset = reader.uvarint()
-                if offset >= DIRECTORY_SPAN:
-                    raise DatabaseCorruptionError(
-                        f"directory page {number} at {where} holds record offset {offset}, "
-                        f"beyond its {DIRECTORY_SPAN} records",
-                        where=page_where,
-                        reason="record offset",
-                    )
-                location = Location(reader.uvarint(), reader.uvarint(), reader.uvarint())
-                keys = tuple(int.from_bytes(reader.take(8), "big") for _ in range(width))
-                state.directory[start + offset] = DirEntry(location, keys)
-            reader.expect_end()
-        if len(state.directory) != manifest.records:
+        state._load_directory(manifest, page, where)
+        if state._count != manifest.records:
             raise DatabaseCorruptionError(
                 f"checkpoint at {where} lists {manifest.records} records but its directory "
-                f"holds {len(state.directory)}",
+                f"holds {state._count}",
                 where=where,
                 reason="record count",
+            )
+        for position, name in enumerate(manifest.fields):
+            count = manifest.index_pages.get(name, 0)
+            state.indexes[name] = HashIndex.from_pages(
+                {number: page(_index_key(name, number)) for number in range(count)},
+                key_of=state._key_getter(position),
+                all_pairs=state._pairs_getter(position),
             )
         return state
