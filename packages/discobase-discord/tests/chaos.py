@@ -67,6 +67,10 @@ import asyncio, inspect, json, os, random, sys, time
 import discobase
 
 CONFIG = json.loads(sys.argv[1])
+if os.environ.get("CHAOS_DEBUG"):  # discobase's debug log to the writer's .err file
+    import logging
+    logging.basicConfig(stream=sys.stderr, format="%(created).3f %(message)s")
+    logging.getLogger("discobase").setLevel(logging.DEBUG)
 _params = inspect.signature(discobase.Database).parameters
 _kwargs = {"guild_ready_timeout": 0.1}
 if "lease_wait" in _params and CONFIG.get("lease_wait") is not None:

@@ -212,3 +212,31 @@ async def test_a_follower_opened_before_a_compaction_reads_on(
     await db.compact()
     assert {n.title: n.body for n in await Follower.find()} == live
     assert (await Follower.find_unique(title="n11")).body == live["n11"]
+
+
+async def test_compaction_after_a_field_was_added(emu: Emulator, make_db: MakeDb) -> None:
+    """Records written before a field existed are rewritten with the new field's key."""
+    db, Note = await open_notes(make_db)
+    live = await churn(Note)
+    await db.close()
+
+    async def open_starred() -> tuple[discobase.Database, type[Any]]:
+        db = make_db()
+
+        @db.table
+        class Note(discobase.Table):
+            title: str
+            body: str = ""
+            stars: int = 0
+
+        db.login_task(TOKEN)
+        await db.wait_ready()
+        return db, Note
+
+    db, Starred = await open_starred()
+    [report] = await db.compact()
+    assert report.records_rewritten > 0
+    assert {n.title: n.body for n in await Starred.find(stars=0)} == live
+    await db.close()
+    _, Again = await open_starred()
+    assert {n.title: n.body for n in await Again.find(stars=0)} == live

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -17,6 +18,7 @@ import pytest
 from discobase_test_support import GUILD, TOKEN, MakeDb, wait_until
 
 import discobase
+from discobase._discord_io import ChannelIO
 from discobase_emulator import Emulator
 
 TTL = 3.0  # seconds: short leases keep the crash tests quick
@@ -334,3 +336,37 @@ async def test_writes_stay_readable_when_the_claim_is_pages_behind(
     reader.login_task(TOKEN)
     await reader.wait_ready()
     assert sorted(r.marker for r in await Seen.find()) == ["early", "late"]
+
+
+async def test_nothing_is_sent_before_a_beat_names_where_the_terms_commits_start(
+    make_db: MakeDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers attribute a log message to the term whose reported start precedes its
+    commit. A commit sent before any landed beat reported this term's start would be judged
+    by the previous term's fence (long expired) and ignored after being acknowledged: the
+    chaos run lost saves that way when a writer died right after opening."""
+    first, Item = await opened(make_db)  # the default 30 s lease: no routine beat soon
+    await Item(marker="a").save()
+    await first.close()
+    db = make_db()
+    Item = item_table(db)
+    reported: list[int] = []
+    send = ChannelIO.send
+
+    async def spy(self: ChannelIO, *args: Any, **kwargs: Any) -> Any:
+        if self.channel.name.startswith("item") and db._lease is not None:
+            mark = db._lease.durable.get("Item")
+            reported.append(mark.commits_from if mark else 0)
+        return await send(self, *args, **kwargs)
+
+    monkeypatch.setattr(ChannelIO, "send", spy)
+    db.login_task(TOKEN)
+    await db.wait_ready()  # the open writes a checkpoint of the new term
+    # As when a beat lands while the table is still opening (seen under 429 storms): the
+    # latest landed beat reserved ids and commits but did not know the term's start yet.
+    assert db._lease is not None
+    mark = db._lease.durable["Item"]
+    db._lease.durable["Item"] = dataclasses.replace(mark, commits_from=0)
+    await Item(marker="b").save()
+    assert reported
+    assert all(start > 0 for start in reported), reported

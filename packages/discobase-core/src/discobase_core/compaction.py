@@ -148,7 +148,9 @@ class Compaction:
         for number, entry in enumerate(block.entries):
             location = Location(listed.message_id, number, listed.lane)
             if isinstance(entry, Put) and state.location(entry.rid) == location:
-                live.append(Rewrite(location, entry))
+                # The keys as the table has them now (a field added since has its key).
+                keys = state.directory[entry.rid].keys
+                live.append(Rewrite(location, Put(entry.rid, keys, entry.payload)))
         if len(live) == len(block.entries):
             if state.dirty_messages is not None:
                 state.dirty_messages.discard(listed.message_id)

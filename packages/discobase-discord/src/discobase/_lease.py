@@ -221,12 +221,22 @@ class Lease:
             self._renewed(at, started, marks)
 
     async def ensure(self, table: str, rid: int, commit: int) -> None:
-        """Return once a landed beat reserves id `rid` and commit number `commit`."""
-        mark = self.durable.get(table)
-        if mark is None or rid >= mark.rids_to or commit >= mark.commits_to:
+        """Return once a landed beat reserves id `rid` and commit number `commit`, and
+        names where this term's commits start. Readers fence a term's late messages by that
+        start: a message sent before a beat named it would be judged by the previous term's
+        fence, and ignored, after an acknowledgement (found by the chaos run)."""
+
+        def covered(mark: TableMark | None) -> bool:
+            return (
+                mark is not None
+                and rid < mark.rids_to
+                and commit < mark.commits_to
+                and 0 < mark.commits_from <= commit
+            )
+
+        if not covered(self.durable.get(table)):
             await self.beat()
-            mark = self.durable.get(table)
-            if mark is None or rid >= mark.rids_to or commit >= mark.commits_to:
+            if not covered(self.durable.get(table)):
                 raise AssertionError(f"table {table} did not reserve id {rid} / commit {commit}")
 
     def check(self) -> None:

@@ -230,6 +230,16 @@ class TableStore(Generic[R]):
         await self._replay(tail)
         self._check_acknowledged(view)
         changed = self._reconcile_schema()
+        log.debug(
+            "table %s: opened from checkpoint %s (floor %d), replayed %d messages: %d records, "
+            "next commit %d",
+            self.name,
+            checkpoint.id if checkpoint else None,
+            floor,
+            len(tail),
+            len(self.state),
+            self.state.next_commit,
+        )
         if self.lease is None:
             return
         before = self.state.fences
@@ -705,6 +715,14 @@ class TableStore(Generic[R]):
                 exc,
             )
             return
+        log.debug(
+            "table %s: commit %d in lane %d, messages %s: %s",
+            self.name,
+            op.commit,
+            op.lane,
+            sent,
+            [(type(e).__name__, e.rid) for b in op.blocks for e in b.entries][:8],
+        )
         self._settled(engine.committed(op.commit, sent))
 
     def _settled(self, settled: list[Settled]) -> None:
@@ -798,6 +816,12 @@ class TableStore(Generic[R]):
         engine = self.engine
         assert engine is not None
         channel_io = self.ios[op.lane]
+        log.debug(
+            "table %s: deleting from lane %d: %s",
+            self.name,
+            op.lane,
+            ", ".join(f"{m.message_id} ({m.kind} {m.commit})" for m in op.messages),
+        )
         try:
             if channel_io is not None:  # a lane thread that is gone took its messages along
                 await channel_io.erase([m.message_id for m in op.messages])
@@ -844,6 +868,14 @@ class TableStore(Generic[R]):
         await self.checkpoint()
         listing = await self._sweep()
         to_read = engine.sweep(listing)
+        log.debug(
+            "table %s: compaction swept %d messages (floor %d): %d to read, garbage %s",
+            self.name,
+            len(listing),
+            self.state.replay_floor,
+            len(to_read),
+            sorted(engine.compaction.pending),
+        )
         for lane in sorted({listed.lane for listed in to_read}):
             wanted = {listed.message_id: listed for listed in to_read if listed.lane == lane}
             blocks = await self._read_log_blocks(lane, set(wanted))
