@@ -11,6 +11,11 @@ Checkpoints of the index (discobase_core.state) go to the table channel while th
 lanes go on writing, so opening a table reads a few history pages and index pages, never
 every record. Commits are numbered; replay merges the lanes by commit number.
 
+Reads: a record lives at (lane, message id, entry). A big commit's messages are chunked
+(discobase_core.log): each attachment holds a run of entries and is decodable on its own,
+and its name says which, so a lookup downloads only the attachments holding the entries it
+wants and caches them as chunks; replay and compaction read whole messages.
+
 Only the holder of the database's lease writes (discobase/_lease.py): ids and commit numbers
 come from its reservation, every nonce names its term, and a commit is acknowledged only
 when its messages are stamped inside the lease. Readers ignore what a writer sent after its
