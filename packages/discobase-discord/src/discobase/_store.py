@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import hashlib
 import logging
 import re
@@ -680,8 +679,13 @@ class TableStore(Generic[R]):
                 if wake is None:
                     await self._wakeup.wait()
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), max(0.0, wake - loop.time()))
+                # Not asyncio.wait_for: before Python 3.12 it can swallow a cancellation that
+                # arrives as the event is set, and the loop then never ends (a crash() hung).
+                timer = loop.call_at(wake, self._wakeup.set)
+                try:
+                    await self._wakeup.wait()
+                finally:
+                    timer.cancel()
         finally:
             for task in running:
                 task.cancel()
