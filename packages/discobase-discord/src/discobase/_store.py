@@ -1157,8 +1157,12 @@ class TableStore(Generic[R]):
             by_name: dict[str, set[int]] = {}
             for entry in entries:
                 name = chunk_for_entry(names, entry)
-                assert name is not None  # the message is chunked
+                if name is None:  # the message starts past it: an attachment is missing
+                    out[(message.id, entry)] = (None, "no attachment holds its entry")
+                    continue
                 by_name.setdefault(name, set()).add(entry)
+            if not by_name:
+                return
             async with semaphore:
                 files = await channel_io.read_files(message, list(by_name))
             for name, data in files:
