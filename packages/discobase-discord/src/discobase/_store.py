@@ -99,6 +99,7 @@ R = TypeVar("R", bound="Table")
 
 CHECKPOINT_EVERY = CHECKPOINT_MESSAGES  # log messages between checkpoints at most
 _FETCH_CONCURRENCY = 8
+_KNOWN_MESSAGES = 4096  # chunked log messages whose attachment lists are kept, per table
 _Payloads = tuple[bytes | None, ...]
 
 
@@ -238,6 +239,7 @@ class TableStore(Generic[R]):
         self._closing = False
         self._cache = _BlockCache(cache_bytes)
         self._loading: dict[tuple[int, int], asyncio.Future[bytes | None]] = {}
+        self._messages: OrderedDict[tuple[int, int], discord.Message] = OrderedDict()
         self._replayed = (0, 0)  # log messages and bytes replayed at open
         self._page_sizes: dict[str, int] = {}  # the loaded checkpoint's pages
         self._wrote = False  # a database that only read leaves the channel as it found it
@@ -1035,7 +1037,9 @@ class TableStore(Generic[R]):
     ) -> tuple[dict[tuple[int, int], bytes | None], dict[tuple[int, int], str]]:
         """The payloads of the `wanted` (lane, message id, entry) log entries, by (message
         id, entry) (None: the entry is a delete, or there is no such entry): from the cache,
-        or read from Discord. One wanted message is fetched alone (one small request); more
+        or read from Discord. A chunked message already seen costs no history request (its
+        attachment list is kept); otherwise one wanted message is fetched alone (one small
+        request); more
         are read a history page (up to 100 messages, one request) at a time, so never more
         requests than messages, and records saved one by one are read 100 messages per
         request. Of a chunked message only the attachments holding wanted entries are
@@ -1080,12 +1084,16 @@ class TableStore(Generic[R]):
                 assert channel_io is not None
                 while pending:
                     last: int | None = None
-                    if len(pending) == 1:
+                    known = [self._messages.get((lane, mid)) for mid in pending]
+                    if all(message is not None for message in known):
+                        page = [message for message in known if message is not None]
+                    elif len(pending) == 1:
                         page = await self._fetch_alone(channel_io, next(iter(pending)))
                     else:
                         page = await channel_io.page_after(min(pending) - 1)
                         last = page[-1].id if len(page) == channel_io.PAGE else None
-                    read = await self._entries_of(channel_io, page, pending)
+                    self._remember(lane, channel_io, page)
+                    read = await self._entries_of(lane, channel_io, page, pending)
                     for key, (payload, why) in read.items():
                         pending[key[0]].discard(key[1])
                         done(key, payload, why)
@@ -1116,6 +1124,17 @@ class TableStore(Generic[R]):
                 failed[key] = exc.message
         return found, failed
 
+    def _remember(self, lane: int, channel_io: ChannelIO, page: Sequence[discord.Message]) -> None:
+        """Keep the chunked log messages of a page (their attachment URLs): reading another
+        chunk of one later costs no history request. Bounded; an expired URL is refreshed
+        by ChannelIO.read_files."""
+        for message in page:
+            if channel_io.is_ours(message) and chunk_files(file_names(message)) is not None:
+                self._messages[(lane, message.id)] = message
+                self._messages.move_to_end((lane, message.id))
+        while len(self._messages) > _KNOWN_MESSAGES:
+            self._messages.popitem(last=False)
+
     @staticmethod
     async def _fetch_alone(channel_io: ChannelIO, message_id: int) -> list[discord.Message]:
         """One message by id, as a page of one (empty if it is gone)."""
@@ -1128,6 +1147,7 @@ class TableStore(Generic[R]):
 
     async def _entries_of(
         self,
+        lane: int,
         channel_io: ChannelIO,
         page: Sequence[discord.Message],
         wanted: Mapping[int, set[int]],
@@ -1163,8 +1183,18 @@ class TableStore(Generic[R]):
                 by_name.setdefault(name, set()).add(entry)
             if not by_name:
                 return
-            async with semaphore:
-                files = await channel_io.read_files(message, list(by_name))
+            try:
+                async with semaphore:
+                    files = await channel_io.read_files(message, list(by_name))
+            except DiscobaseError as exc:
+                if not isinstance(exc.__cause__, discord.NotFound):
+                    raise
+                self._messages.pop((lane, message.id), None)
+                why = f"{channel_io.where(message.id)} is gone (deleted by someone?)"
+                for entries_of_name in by_name.values():
+                    for entry in entries_of_name:
+                        out[(message.id, entry)] = (None, why)
+                return
             for name, data in files:
                 try:
                     chunk = self._decode_chunk(channel_io, message, name, data)
