@@ -38,7 +38,7 @@ from typing import Any
 
 import discobase
 from discobase_core.codec import RecordCodec
-from discobase_core.log import parse_file_name
+from discobase_core.log import CHUNK_KIND, parse_file_name
 from discobase_emulator import EmulatorControl
 from workload import LOOKUPS, Phase, Runner, UserSchema, check, user_fields
 
@@ -263,6 +263,7 @@ def storage_summary(
         parsed = [parse_file_name(a["filename"]) for a in message["attachments"]]
         named = [p for p in parsed if p is not None]
         kind = named[0][0] if named else ("inline" if message["content_bytes"] else "other")
+        kind = "log" if kind == CHUNK_KIND else kind  # a chunked log message
         by_kind[kind] = by_kind.get(kind, 0) + size
         messages_by_kind[kind] = messages_by_kind.get(kind, 0) + 1
         if checkpoint_ids is not None and int(message["id"]) in checkpoint_ids:

@@ -7,14 +7,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from discobase_core.codec import ATTACHMENT_LIMIT, CONTENT_LIMIT, seal
+from discobase_core.codec import (
+    ATTACHMENT_LIMIT,
+    ATTACHMENTS_PER_MESSAGE,
+    CONTENT_LIMIT,
+    dearmor,
+    seal,
+)
 from discobase_core.errors import DatabaseCorruptionError, RecordTooLargeError
 from discobase_core.log import (
     MAX_RECORD_BYTES,
     Delete,
     LogBlock,
+    LogChunk,
+    MessagePlan,
     Put,
+    assemble_chunks,
+    chunk_files,
+    chunk_for_entry,
     decode_block,
+    decode_chunk,
     encode_block,
     file_name,
     is_discobase_message,
@@ -67,9 +79,9 @@ def test_small_commit_goes_inline_and_big_one_into_files() -> None:
     assert block.entries == (put(1, 1, 2, b"x" * 100),)
     [(_, big)] = plan_commit([put(n, 1, 2, b"y" * 5000) for n in range(10)], commit=2, width=2)
     assert big.content is None
-    assert [name for name, _ in big.files] == ["log-2-0.dscb"]
-    blob = read_blob("", list(big.files), where="test")
-    assert len(decode_block(blob, where="test")[0].entries) == 10
+    assert [name for name, _ in big.files] == ["logc-2-0.dscb"]
+    chunk, width = decode_chunk(big.files[0][1], where="test")
+    assert (chunk.commit, chunk.first, chunk.total, len(chunk.entries), width) == (2, 0, 10, 10, 2)
 
 
 def test_a_record_bigger_than_one_file_spans_files_of_one_message() -> None:
@@ -86,6 +98,89 @@ def test_a_commit_bigger_than_one_message_is_split_into_numbered_parts() -> None
     payload = b"q" * (MAX_RECORD_BYTES // 3 - 100)  # three fit in one message, four do not
     planned = plan_commit([put(n, 0, 0, payload) for n in range(1, 5)], commit=7, width=2)
     assert [(b.commit, b.part, b.parts) for b, _ in planned] == [(7, 0, 2), (7, 1, 2)]
+
+
+def decode_plan(plan: MessagePlan) -> LogBlock:
+    """What a reader makes of one planned message, whatever its layout."""
+    if plan.content is not None:
+        assert not plan.files
+        return decode_block(dearmor(plan.content, where="t"), where="t")[0]
+    names = [name for name, _ in plan.files]
+    if chunk_files(names) is None:
+        return decode_block(read_blob("", list(plan.files), where="t"), where="t")[0]
+    return assemble_chunks([decode_chunk(d, where="t")[0] for _, d in plan.files], where="t")
+
+
+sized_entries = st.lists(
+    st.one_of(
+        st.builds(
+            put,
+            st.integers(1, 10**6),
+            st.integers(0, 5),
+            st.integers(0, 2**64 - 1),
+            st.integers(0, 3000).map(lambda n: b"p" * n),
+        ),
+        st.builds(Delete, st.integers(1, 10**6)),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sized_entries, st.integers(1, 2**40), st.integers(1, 8000))
+def test_chunked_plans_round_trip_and_name_each_entry(
+    items: list[Put | Delete], commit: int, chunk_bytes: int
+) -> None:
+    planned = plan_commit(items, commit=commit, width=2, chunk_bytes=chunk_bytes)
+    assert [b.part for b, _ in planned] == list(range(len(planned)))
+    assert all(b.commit == commit and b.parts == len(planned) for b, _ in planned)
+    assert [e for b, _ in planned for e in b.entries] == items
+    for block, plan in planned:
+        assert decode_plan(plan) == block
+        assert len(plan.files) <= ATTACHMENTS_PER_MESSAGE
+        names = [name for name, _ in plan.files]
+        if chunk_files(names) is None:
+            continue
+        chunks = {name: decode_chunk(data, where=name)[0] for name, data in plan.files}
+        for chunk in chunks.values():
+            assert (chunk.commit, chunk.part, chunk.parts) == (commit, block.part, block.parts)
+            assert chunk.total == len(block.entries)
+            sizes = [len(encode_block(LogBlock(1, 0, 1, (e,)), 2)) for e in chunk.entries]
+            # about chunk_bytes of entries: more only when one entry alone is bigger
+            assert len(chunk.entries) == 1 or sum(s - 29 for s in sizes) <= chunk_bytes
+        for number, entry in enumerate(block.entries):
+            name = chunk_for_entry(names, number)
+            assert name is not None
+            chunk = chunks[name]
+            assert chunk.entries[number - chunk.first] == entry
+
+
+def test_damage_to_one_chunk_leaves_the_others_readable() -> None:
+    items = [put(n, n, n, b"r" * 400) for n in range(1, 120)]
+    [(block, plan)] = plan_commit(items, commit=3, width=2, chunk_bytes=8 * 1024)
+    assert len(plan.files) > 3
+    broken = bytearray(plan.files[1][1])
+    broken[len(broken) // 2] ^= 0xFF
+    with pytest.raises(DatabaseCorruptionError):
+        decode_chunk(bytes(broken), where="attachment 1")
+    others = [decode_chunk(d, where="t")[0] for n, (_, d) in enumerate(plan.files) if n != 1]
+    assert all(isinstance(chunk, LogChunk) for chunk in others)
+    with pytest.raises(DatabaseCorruptionError, match="complete sequence"):
+        assemble_chunks(others, where="t")
+    assert [e for c in others for e in c.entries] == [
+        e for e in block.entries if e not in decode_chunk(plan.files[1][1], where="t")[0].entries
+    ]
+
+
+def test_chunk_names_say_the_layout() -> None:
+    assert chunk_files(["logc-5-0.dscb", "logc-5-120.dscb"]) == [
+        (0, "logc-5-0.dscb"),
+        (120, "logc-5-120.dscb"),
+    ]
+    assert chunk_files(["log-5-0.dscb", "log-5-1.dscb"]) is None  # a split blob
+    assert chunk_files([]) is None
+    assert chunk_for_entry(["logc-5-120.dscb", "logc-5-0.dscb"], 119) == "logc-5-0.dscb"
+    assert chunk_for_entry(["logc-5-120.dscb", "logc-5-0.dscb"], 120) == "logc-5-120.dscb"
 
 
 def test_oversize_record_is_refused_before_anything_is_planned() -> None:

@@ -2,8 +2,9 @@
 
 Everything discobase sends or reads goes through here: a message plan from the core becomes
 one `send` (content or attachment files, with a nonce so a retried send is never stored
-twice); a message becomes the blob it holds (attachments are downloaded, and an expired
-attachment URL is refreshed by fetching the message again, never stored).
+twice); a message becomes the blob it holds, or the attachments asked for (a chunked log
+message is read one chunk attachment at a time: see discobase_core.log); an expired
+attachment URL is refreshed by fetching the message again, never stored.
 """
 
 from __future__ import annotations
@@ -25,9 +26,15 @@ from discobase_core.errors import (
     DiscobaseError,
     DiscordUnavailableError,
 )
-from discobase_core.log import MessagePlan, is_discobase_message, parse_file_name, read_blob
+from discobase_core.log import (
+    CHUNK_KIND,
+    MessagePlan,
+    is_discobase_message,
+    parse_file_name,
+    read_blob,
+)
 
-__all__ = ["ChannelIO", "describe", "retry_reads", "translate", "with_retries"]
+__all__ = ["ChannelIO", "describe", "file_names", "retry_reads", "translate", "with_retries"]
 
 log = logging.getLogger("discobase")
 
@@ -171,14 +178,24 @@ def _failed(exc: BaseException, doing: str, *, write: bool, maybe_stored: bool) 
 
 def describe(message: discord.Message) -> tuple[str, int] | None:
     """(kind, commit) of a message's blob, read from its attachment names; None for an
-    inline blob (only decoding its content says) or a foreign message."""
+    inline blob (only decoding its content says) or a foreign message. A chunked log
+    message is of kind ``log``."""
     parsed = parse_file_name(message.attachments[0].filename) if message.attachments else None
-    return None if parsed is None else (parsed[0], parsed[1])
+    if parsed is None:
+        return None
+    return ("log" if parsed[0] == CHUNK_KIND else parsed[0]), parsed[1]
 
 
-def _downloader(message: discord.Message) -> Callable[[], Awaitable[list[bytes]]]:
+def file_names(message: discord.Message) -> list[str]:
+    return [attachment.filename for attachment in message.attachments]
+
+
+def _downloader(
+    message: discord.Message, names: Sequence[str] | None
+) -> Callable[[], Awaitable[list[bytes]]]:
     async def download() -> list[bytes]:
-        return list(await asyncio.gather(*(a.read() for a in message.attachments)))
+        chosen = [a for a in message.attachments if names is None or a.filename in names]
+        return list(await asyncio.gather(*(a.read() for a in chosen)))
 
     return download
 
@@ -280,13 +297,22 @@ class ChannelIO:
                     raise
 
     async def read(self, message: discord.Message) -> bytes:
-        """The sealed blob `message` holds (downloading its attachments)."""
+        """The sealed blob `message` holds (downloading its attachments); not for a chunked
+        log message, whose attachments are blobs of their own (see `read_files`)."""
         where = self.where(message.id)
         if not message.attachments:
             return read_blob(message.content, [], where=where)
+        return read_blob("", await self.read_files(message), where=where)
+
+    async def read_files(
+        self, message: discord.Message, names: Sequence[str] | None = None
+    ) -> list[tuple[str, bytes]]:
+        """(name, bytes) of the attachments of `message` named `names` (None: all), in the
+        message's order; only those are downloaded."""
+        where = self.where(message.id)
         for attempt in range(2):
             try:
-                datas = await with_retries(f"downloading {where}", _downloader(message))
+                datas = await with_retries(f"downloading {where}", _downloader(message, names))
             except DiscobaseError as exc:
                 cause = exc.__cause__
                 if attempt or not isinstance(cause, discord.NotFound | discord.Forbidden):
@@ -294,8 +320,8 @@ class ChannelIO:
                 # Signed attachment URLs expire; a fresh copy of the message has fresh ones.
                 message = await self.fetch(message.id)
                 continue
-            names = [a.filename for a in message.attachments]
-            return read_blob("", list(zip(names, datas, strict=True)), where=where)
+            chosen = [n for n in file_names(message) if names is None or n in names]
+            return list(zip(chosen, datas, strict=True))
         raise AssertionError("unreachable")
 
     async def page_after(self, message_id: int) -> list[discord.Message]:

@@ -11,6 +11,11 @@ Checkpoints of the index (discobase_core.state) go to the table channel while th
 lanes go on writing, so opening a table reads a few history pages and index pages, never
 every record. Commits are numbered; replay merges the lanes by commit number.
 
+Reads: a record lives at (lane, message id, entry). A big commit's messages are chunked
+(discobase_core.log): each attachment holds a run of entries and is decodable on its own,
+and its name says which, so a lookup downloads only the attachments holding the entries it
+wants and caches them as chunks; replay and compaction read whole messages.
+
 Only the holder of the database's lease writes (discobase/_lease.py): ids and commit numbers
 come from its reservation, every nonce names its term, and a commit is acknowledged only
 when its messages are stamped inside the lease. Readers ignore what a writer sent after its
@@ -22,18 +27,18 @@ is named (table, record ids, message) when a read needs it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import bisect
 import hashlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import discord
 
-from discobase._discord_io import ChannelIO, describe, translate
+from discobase._discord_io import ChannelIO, describe, file_names, translate
 from discobase_core.codec import RecordCodec, unseal
 from discobase_core.compaction import DeleteMessages, Listed
 from discobase_core.engine import (
@@ -64,12 +69,19 @@ from discobase_core.lease import (
     merge_fences,
 )
 from discobase_core.log import (
+    CHUNK_KIND,
     MAX_RECORD_BYTES,
     Delete,
     Entry,
     LogBlock,
+    LogChunk,
     Put,
+    assemble_chunks,
+    chunk_files,
+    chunk_for_entry,
     decode_block,
+    decode_chunk,
+    parse_file_name,
     plan_blob,
 )
 from discobase_core.schema import TableSchema, check_compatible
@@ -87,7 +99,15 @@ R = TypeVar("R", bound="Table")
 
 CHECKPOINT_EVERY = CHECKPOINT_MESSAGES  # log messages between checkpoints at most
 _FETCH_CONCURRENCY = 8
+_KNOWN_MESSAGES = 4096  # chunked log messages whose attachment lists are kept, per table
 _Payloads = tuple[bytes | None, ...]
+
+
+class _Miss:
+    """Not in the block cache."""
+
+
+MISS = _Miss()
 _Tail = list[tuple[int, discord.Message, bytes | None]]  # (lane, message, blob if read)
 
 
@@ -114,31 +134,62 @@ class _Op:
 
 
 class _BlockCache:
-    """Decoded log blocks by message id, least recently used first out, bounded in bytes."""
+    """Decoded log entries by (message id, first entry): whole blocks (first entry 0) and
+    the chunks of chunked messages read one attachment at a time. Least recently used
+    first out, bounded in bytes."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
         self.size = 0
-        self._blocks: OrderedDict[int, _Payloads] = OrderedDict()
+        # (message id, first entry) -> (payloads, whether they run to the message's end)
+        self._blocks: OrderedDict[tuple[int, int], tuple[_Payloads, bool]] = OrderedDict()
+        self._firsts: dict[int, list[int]] = {}  # message id -> its cached first entries
 
-    def get(self, message_id: int) -> _Payloads | None:
-        payloads = self._blocks.get(message_id)
-        if payloads is not None:
-            self._blocks.move_to_end(message_id)
-        return payloads
+    def get(self, message_id: int, entry: int) -> bytes | _Miss | None:
+        """The payload of entry `entry` of a message (None: a delete, or no such entry),
+        or MISS if that part of the message is not cached."""
+        firsts = self._firsts.get(message_id)
+        if not firsts:
+            return MISS
+        at = bisect.bisect_right(firsts, entry) - 1
+        if at < 0:
+            return MISS
+        key = (message_id, firsts[at])
+        payloads, to_end = self._blocks[key]
+        self._blocks.move_to_end(key)
+        offset = entry - firsts[at]
+        if offset < len(payloads):
+            return payloads[offset]
+        return None if to_end else MISS
 
-    def put(self, message_id: int, block: LogBlock) -> _Payloads:
-        """Cache `block`; returns its payloads (None for deletes), by entry number."""
-        payloads = tuple(e.payload if isinstance(e, Put) else None for e in block.entries)
-        old = self._blocks.pop(message_id, None)
-        if old is not None:
-            self.size -= _weight(old)
-        self._blocks[message_id] = payloads
+    def put(self, message_id: int, block: LogBlock) -> None:
+        """Cache the whole block of a message."""
+        for first in list(self._firsts.get(message_id, ())):
+            self._drop((message_id, first))
+        self._add(message_id, 0, block.entries, to_end=True)
+
+    def put_chunk(self, message_id: int, chunk: LogChunk) -> None:
+        """Cache one chunk of a chunked message."""
+        if (message_id, chunk.first) in self._blocks:
+            return
+        to_end = chunk.first + len(chunk.entries) == chunk.total
+        self._add(message_id, chunk.first, chunk.entries, to_end=to_end)
+
+    def _add(self, message_id: int, first: int, entries: Sequence[Entry], *, to_end: bool) -> None:
+        payloads = tuple(e.payload if isinstance(e, Put) else None for e in entries)
+        self._blocks[(message_id, first)] = (payloads, to_end)
+        bisect.insort(self._firsts.setdefault(message_id, []), first)
         self.size += _weight(payloads)
         while self.size > self.budget and len(self._blocks) > 1:
-            _, evicted = self._blocks.popitem(last=False)
-            self.size -= _weight(evicted)
-        return payloads
+            self._drop(next(iter(self._blocks)))
+
+    def _drop(self, key: tuple[int, int]) -> None:
+        payloads, _ = self._blocks.pop(key)
+        self.size -= _weight(payloads)
+        firsts = self._firsts[key[0]]
+        firsts.remove(key[1])
+        if not firsts:
+            del self._firsts[key[0]]
 
 
 def _maybe_sent(exc: BaseException) -> bool:
@@ -187,7 +238,8 @@ class TableStore(Generic[R]):
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
         self._cache = _BlockCache(cache_bytes)
-        self._loading: dict[int, asyncio.Future[_Payloads]] = {}
+        self._loading: dict[tuple[int, int], asyncio.Future[bytes | None]] = {}
+        self._messages: OrderedDict[tuple[int, int], discord.Message] = OrderedDict()
         self._replayed = (0, 0)  # log messages and bytes replayed at open
         self._page_sizes: dict[str, int] = {}  # the loaded checkpoint's pages
         self._wrote = False  # a database that only read leaves the channel as it found it
@@ -461,10 +513,10 @@ class TableStore(Generic[R]):
             channel_io = self.ios[lane]
             assert channel_io is not None
             try:
-                if blob is None:
-                    async with semaphore:
-                        blob = await channel_io.read(message)
-                return decode_block(blob, where=channel_io.where(message.id))[0]
+                if blob is not None:
+                    return decode_block(blob, where=channel_io.where(message.id))[0]
+                async with semaphore:
+                    return await self._read_block(channel_io, message)
             except DatabaseCorruptionError as exc:
                 self._damaged(f"a log message after the checkpoint is unreadable: {exc}")
                 return None
@@ -639,8 +691,13 @@ class TableStore(Generic[R]):
                 if wake is None:
                     await self._wakeup.wait()
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), max(0.0, wake - loop.time()))
+                # Not asyncio.wait_for: before Python 3.12 it can swallow a cancellation that
+                # arrives as the event is set, and the loop then never ends (a crash() hung).
+                timer = loop.call_at(wake, self._wakeup.set)
+                try:
+                    await self._wakeup.wait()
+                finally:
+                    timer.cancel()
         finally:
             for task in running:
                 task.cancel()
@@ -929,14 +986,23 @@ class TableStore(Generic[R]):
         assert channel_io is not None
         found: dict[int, LogBlock] = {}
         pending = set(wanted)
+        semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
+
+        async def block_of(message: discord.Message) -> LogBlock | None:
+            try:
+                async with semaphore:
+                    return await self._read_block(channel_io, message)
+            except DatabaseCorruptionError:
+                return None  # damaged: compaction leaves it alone
+
         while pending:
             page = await channel_io.page_after(min(pending) - 1)
-            blocks, damaged = await self._blocks_of(channel_io, page, pending)
-            for message, block in blocks:
-                if message.id in pending:
+            chosen = [m for m in page if m.id in pending and channel_io.is_ours(m)]
+            decoded = await asyncio.gather(*(block_of(m) for m in chosen))
+            for message, block in zip(chosen, decoded, strict=True):
+                pending.discard(message.id)
+                if block is not None:
                     found[message.id] = block
-                    pending.discard(message.id)
-            pending -= set(damaged)
             if len(page) < channel_io.PAGE:
                 break
             pending = {mid for mid in pending if mid > page[-1].id}
@@ -972,55 +1038,103 @@ class TableStore(Generic[R]):
 
     # -- reading ---------------------------------------------------------------------------
 
-    async def _load_blocks(
-        self, wanted: set[tuple[int, int]]
-    ) -> tuple[dict[int, _Payloads], dict[int, str]]:
-        """The log blocks of the `wanted` (lane, message id) pairs, by message id: from the
-        cache, or read a history page (up to 100 messages, one request) at a time, so never
-        more requests than messages, and records saved one by one are read 100 messages per
-        request. Inline blocks that come along in a page are cached too.
+    async def _read_block(self, channel_io: ChannelIO, message: discord.Message) -> LogBlock:
+        """The whole log block of one message, whatever its layout (every attachment of a
+        chunked message). Raises DatabaseCorruptionError if any of it is damaged, or if the
+        message holds no log block."""
+        where = channel_io.where(message.id)
+        names = file_names(message)
+        if chunk_files(names) is None:
+            return decode_block(await channel_io.read(message), where=where)[0]
+        files = await channel_io.read_files(message)
+        chunks = [self._decode_chunk(channel_io, message, name, data) for name, data in files]
+        return assemble_chunks(chunks, where=where)
 
-        Also returns, by message id, why a wanted block cannot be read (gone or damaged)."""
-        found: dict[int, _Payloads] = {}
-        failed: dict[int, str] = {}
-        others: dict[int, asyncio.Future[_Payloads]] = {}
-        mine: dict[int, set[int]] = {}  # lane -> message ids this call reads
-        for lane, message_id in wanted:
-            cached = self._cache.get(message_id)
-            if cached is not None:
-                found[message_id] = cached
+    @staticmethod
+    def _decode_chunk(
+        channel_io: ChannelIO, message: discord.Message, name: str, data: bytes
+    ) -> LogChunk:
+        where = f"attachment {name} of {channel_io.where(message.id)}"
+        chunk = decode_chunk(data, where=where)[0]
+        if parse_file_name(name) != (CHUNK_KIND, chunk.commit, chunk.first):
+            raise DatabaseCorruptionError(
+                f"{where} holds entries from {chunk.first}, not what its name says",
+                where=where,
+                reason="bad chunk name",
+            )
+        return chunk
+
+    async def _load_blocks(
+        self, wanted: set[tuple[int, int, int]]
+    ) -> tuple[dict[tuple[int, int], bytes | None], dict[tuple[int, int], str]]:
+        """The payloads of the `wanted` (lane, message id, entry) log entries, by (message
+        id, entry) (None: the entry is a delete, or there is no such entry): from the cache,
+        or read from Discord. A chunked message already seen costs no history request (its
+        attachment list is kept); otherwise one wanted message is fetched alone (one small
+        request); more
+        are read a history page (up to 100 messages, one request) at a time, so never more
+        requests than messages, and records saved one by one are read 100 messages per
+        request. Of a chunked message only the attachments holding wanted entries are
+        downloaded; inline blocks that come along in a page are cached too.
+
+        Also returns, by (message id, entry), why a wanted entry cannot be read (gone or
+        damaged: a damaged chunk costs only its own entries)."""
+        found: dict[tuple[int, int], bytes | None] = {}
+        failed: dict[tuple[int, int], str] = {}
+        others: dict[tuple[int, int], asyncio.Future[bytes | None]] = {}
+        mine: dict[int, dict[int, set[int]]] = {}  # lane -> message id -> entries to read
+        for lane, message_id, entry in wanted:
+            key = (message_id, entry)
+            cached = self._cache.get(message_id, entry)
+            if not isinstance(cached, _Miss):
+                found[key] = cached
             elif self.ios[lane] is None:
-                failed[message_id] = f"lane {lane} of table {self.name} is gone (deleted?)"
-            elif message_id in self._loading:
-                others[message_id] = self._loading[message_id]
+                failed[key] = f"lane {lane} of table {self.name} is gone (deleted?)"
+            elif key in self._loading:
+                others[key] = self._loading[key]
             else:
-                mine.setdefault(lane, set()).add(message_id)
+                mine.setdefault(lane, {}).setdefault(message_id, set()).add(entry)
         loop = asyncio.get_running_loop()
-        futures = {mid: loop.create_future() for ids in mine.values() for mid in ids}
+        futures = {
+            (mid, entry): loop.create_future()
+            for by_message in mine.values()
+            for mid, entries in by_message.items()
+            for entry in entries
+        }
         self._loading.update(futures)
+
+        def done(key: tuple[int, int], payload: bytes | None = None, why: str = "") -> None:
+            if why:
+                failed[key] = why
+            else:
+                found[key] = payload
+                futures[key].set_result(payload)
+
         try:
             for lane, pending in mine.items():
                 channel_io = self.ios[lane]
                 assert channel_io is not None
                 while pending:
-                    page = await channel_io.page_after(min(pending) - 1)
-                    blocks, damaged = await self._blocks_of(channel_io, page, pending)
-                    for message, block in blocks:
-                        payloads = self._cache.put(message.id, block)
-                        if message.id in pending:
-                            pending.discard(message.id)
-                            found[message.id] = payloads
-                            futures[message.id].set_result(payloads)
-                    for message_id, why in damaged.items():
-                        pending.discard(message_id)
-                        failed[message_id] = why
-                    last = page[-1].id if len(page) == channel_io.PAGE else None
-                    missing = {mid for mid in pending if last is None or mid <= last}
-                    for message_id in missing:
-                        pending.discard(message_id)
-                        failed[message_id] = (
-                            f"{channel_io.where(message_id)} is gone (deleted by someone?)"
-                        )
+                    last: int | None = None
+                    known = [self._messages.get((lane, mid)) for mid in pending]
+                    if all(message is not None for message in known):
+                        page = [message for message in known if message is not None]
+                    elif len(pending) == 1:
+                        page = await self._fetch_alone(channel_io, next(iter(pending)))
+                    else:
+                        page = await channel_io.page_after(min(pending) - 1)
+                        last = page[-1].id if len(page) == channel_io.PAGE else None
+                    self._remember(lane, channel_io, page)
+                    read = await self._entries_of(lane, channel_io, page, pending)
+                    for key, (payload, why) in read.items():
+                        pending[key[0]].discard(key[1])
+                        done(key, payload, why)
+                    for mid in [mid for mid, entries in pending.items() if not entries]:
+                        del pending[mid]
+                    for mid in [mid for mid in pending if last is None or mid <= last]:
+                        why = f"{channel_io.where(mid)} is gone (deleted by someone?)"
+                        for entry in pending.pop(mid):
+                            done((mid, entry), why=why)
         except BaseException as exc:
             for future in futures.values():
                 if not future.done():
@@ -1028,56 +1142,134 @@ class TableStore(Generic[R]):
                     future.exception()  # retrieved: the waiters re-raise it
             raise
         finally:
-            for mid, future in futures.items():
-                self._loading.pop(mid, None)
+            for key, future in futures.items():
+                self._loading.pop(key, None)
                 if not future.done():
                     future.set_exception(
-                        RecordUnreadableError(failed.get(mid, "unreadable"), table=self.name)
+                        RecordUnreadableError(failed.get(key, "unreadable"), table=self.name)
                     )
                     future.exception()
-        for mid, other in others.items():
+        for key, other in others.items():
             try:
-                found[mid] = await other
+                found[key] = await other
             except RecordUnreadableError as exc:
-                failed[mid] = exc.message
+                failed[key] = exc.message
         return found, failed
 
-    async def _blocks_of(
-        self, channel_io: ChannelIO, page: Sequence[discord.Message], wanted: set[int]
-    ) -> tuple[list[tuple[discord.Message, LogBlock]], dict[int, str]]:
-        """Decode the log blocks of a history page: every wanted one, and the inline ones
-        (damage in those only matters if they are wanted)."""
-        chosen: list[tuple[discord.Message, bytes | None]] = []
+    def _remember(self, lane: int, channel_io: ChannelIO, page: Sequence[discord.Message]) -> None:
+        """Keep the chunked log messages of a page (their attachment URLs): reading another
+        chunk of one later costs no history request. Bounded; an expired URL is refreshed
+        by ChannelIO.read_files."""
+        for message in page:
+            if channel_io.is_ours(message) and chunk_files(file_names(message)) is not None:
+                self._messages[(lane, message.id)] = message
+                self._messages.move_to_end((lane, message.id))
+        while len(self._messages) > _KNOWN_MESSAGES:
+            self._messages.popitem(last=False)
+
+    @staticmethod
+    async def _fetch_alone(channel_io: ChannelIO, message_id: int) -> list[discord.Message]:
+        """One message by id, as a page of one (empty if it is gone)."""
+        try:
+            return [await channel_io.fetch(message_id)]
+        except DiscobaseError as exc:
+            if isinstance(exc.__cause__, discord.NotFound):
+                return []
+            raise
+
+    async def _entries_of(
+        self,
+        lane: int,
+        channel_io: ChannelIO,
+        page: Sequence[discord.Message],
+        wanted: Mapping[int, set[int]],
+    ) -> dict[tuple[int, int], tuple[bytes | None, str]]:
+        """Read the wanted entries of the messages of a history page: (payload, "") or
+        (None, why it cannot be read) by (message id, entry). Only the chunks holding wanted
+        entries are downloaded; inline blocks are decoded and cached along the way (damage
+        in those only matters if they are wanted)."""
+        semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
+        out: dict[tuple[int, int], tuple[bytes | None, str]] = {}
+
+        async def whole(message: discord.Message, entries: set[int]) -> None:
+            try:
+                async with semaphore:
+                    block = await self._read_block(channel_io, message)
+            except DatabaseCorruptionError as exc:
+                for entry in entries:
+                    out[(message.id, entry)] = (None, exc.message)
+                return
+            self._cache.put(message.id, block)
+            for entry in entries:
+                held = block.entries[entry] if entry < len(block.entries) else None
+                out[(message.id, entry)] = (held.payload if isinstance(held, Put) else None, "")
+
+        async def chunked(message: discord.Message, entries: set[int]) -> None:
+            names = file_names(message)
+            by_name: dict[str, set[int]] = {}
+            for entry in entries:
+                name = chunk_for_entry(names, entry)
+                if name is None:  # the message starts past it: an attachment is missing
+                    out[(message.id, entry)] = (None, "no attachment holds its entry")
+                    continue
+                by_name.setdefault(name, set()).add(entry)
+            if not by_name:
+                return
+            try:
+                async with semaphore:
+                    files = await channel_io.read_files(message, list(by_name))
+            except DiscobaseError as exc:
+                if not isinstance(exc.__cause__, discord.NotFound):
+                    raise
+                self._messages.pop((lane, message.id), None)
+                why = f"{channel_io.where(message.id)} is gone (deleted by someone?)"
+                for entries_of_name in by_name.values():
+                    for entry in entries_of_name:
+                        out[(message.id, entry)] = (None, why)
+                return
+            for name, data in files:
+                try:
+                    chunk = self._decode_chunk(channel_io, message, name, data)
+                except DatabaseCorruptionError as exc:
+                    for entry in by_name[name]:
+                        out[(message.id, entry)] = (None, exc.message)
+                    continue
+                self._cache.put_chunk(message.id, chunk)
+                for entry in by_name[name]:
+                    offset = entry - chunk.first
+                    held = chunk.entries[offset] if offset < len(chunk.entries) else None
+                    out[(message.id, entry)] = (
+                        held.payload if isinstance(held, Put) else None,
+                        "",
+                    )
+
+        async def inline(message: discord.Message) -> None:
+            try:
+                blob = await channel_io.read(message)
+                if unseal(blob, where=channel_io.where(message.id))[0] == "log":
+                    block = decode_block(blob, where=channel_io.where(message.id))[0]
+                    self._cache.put(message.id, block)
+            except DatabaseCorruptionError:
+                pass  # not wanted: its damage matters when someone reads it
+
+        tasks: list[Awaitable[None]] = []
         for message in page:
             if not channel_io.is_ours(message):
                 continue
             named = describe(message)
-            if named is None or (
-                named[0] == "log" and message.id in wanted
-            ):  # inline: decoding costs nothing but CPU
-                chosen.append((message, None))
-        semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
-
-        async def block_of(message: discord.Message) -> LogBlock | str | None:
-            where = channel_io.where(message.id)
-            try:
-                async with semaphore:
-                    blob = await channel_io.read(message)
-                if unseal(blob, where=where)[0] != "log":
-                    return None
-                return decode_block(blob, where=where)[0]
-            except DatabaseCorruptionError as exc:
-                return exc.message
-
-        decoded = await asyncio.gather(*(block_of(m) for m, _ in chosen))
-        blocks: list[tuple[discord.Message, LogBlock]] = []
-        damaged: dict[int, str] = {}
-        for (message, _), result in zip(chosen, decoded, strict=True):
-            if isinstance(result, LogBlock):
-                blocks.append((message, result))
-            elif isinstance(result, str) and message.id in wanted:
-                damaged[message.id] = result
-        return blocks, damaged
+            entries = wanted.get(message.id)
+            if entries:
+                if named is not None and named[0] != "log":
+                    for entry in entries:
+                        out[(message.id, entry)] = (None, "its message holds no log entries")
+                elif chunk_files(file_names(message)) is not None:
+                    tasks.append(chunked(message, entries))
+                else:
+                    tasks.append(whole(message, entries))
+            elif named is None:  # inline: decoding costs nothing but CPU
+                tasks.append(inline(message))
+        await asyncio.gather(*tasks)
+        return out
 
     def _unreadable(self, rids: Sequence[int], where: str, why: str) -> RecordUnreadableError:
         shown = ", ".join(map(str, rids[:20])) + (" ..." if len(rids) > 20 else "")
@@ -1095,10 +1287,12 @@ class TableStore(Generic[R]):
         """(id, encoded record, where it is stored) of the live records among `rids`, in
         their order; RecordUnreadableError names the records that are damaged or gone."""
         located = [(rid, loc) for rid in rids if (loc := self.state.location(rid)) is not None]
-        blocks, failed = await self._load_blocks({(loc.lane, loc.message_id) for _, loc in located})
+        loaded, failed = await self._load_blocks(
+            {(loc.lane, loc.message_id, loc.entry) for _, loc in located}
+        )
         if failed:
-            mid, why = min(failed.items())
-            hit = [rid for rid, loc in located if loc.message_id in failed]
+            (mid, _), why = min(failed.items())
+            hit = [rid for rid, loc in located if (loc.message_id, loc.entry) in failed]
             error = self._unreadable(hit, f"message {mid}", why)
             # A follower's view may predate a compaction that moved these records: the
             # caller reads the table again (Database.refresh) and retries once.
@@ -1108,8 +1302,7 @@ class TableStore(Generic[R]):
         for rid, loc in located:
             channel_io = self.ios[loc.lane]
             where = channel_io.where(loc.message_id) if channel_io else f"lane {loc.lane}"
-            payloads = blocks[loc.message_id]
-            payload = payloads[loc.entry] if loc.entry < len(payloads) else None
+            payload = loaded[(loc.message_id, loc.entry)]
             if payload is None:
                 raise self._unreadable([rid], where, "its location holds no record")
             found.append((rid, payload, where))
