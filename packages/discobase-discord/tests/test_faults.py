@@ -158,3 +158,27 @@ async def test_reads_ride_out_dropped_connections(emu: Emulator, make_db: MakeDb
     await db.close()
     await emu.control.faults(drop_before=0.2, drop_after=0.2, only_routes=["GET"], seed=3)
     assert await reopened_titles(make_db) == sorted(f"r{i}" for i in range(12))
+
+
+async def test_a_commit_the_state_refuses_stops_writing_loudly(
+    make_db: MakeDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If applying a stored commit fails (a corrupt state), writes fail with the reason,
+    later ones too, and close() returns: never a hang."""
+    db = make_db()
+    Note = notes_table(db)
+    db.login_task(TOKEN)
+    await db.wait_ready()
+    await Note(title="kept").save()
+    engine = db._stores["Note"].engine
+    assert engine is not None
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise discobase.DatabaseCorruptionError("the state refused it", where="test")
+
+    monkeypatch.setattr(engine, "committed", refuse)
+    with pytest.raises(discobase.DatabaseCorruptionError):
+        await asyncio.wait_for(Note(title="refused").save(), 10)
+    with pytest.raises(discobase.DatabaseTableError, match="stopped writing"):
+        await Note(title="later").save()
+    await asyncio.wait_for(db.close(), 10)

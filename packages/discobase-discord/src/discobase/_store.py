@@ -233,6 +233,7 @@ class TableStore(Generic[R]):
         self._pending_rids: dict[int, int] = {}
         self._wakeup = asyncio.Event()
         self._progress = asyncio.Event()  # set whenever an operation ends
+        self._broken: DiscobaseError | None = None  # applying a commit failed: see _halt
         self._compacting: asyncio.Task[CompactionReport | None] | None = None
         self.erase_after = erase_after
         self._writer: asyncio.Task[None] | None = None
@@ -607,6 +608,11 @@ class TableStore(Generic[R]):
     def _enqueue(self, op: _Op) -> asyncio.Future[int]:
         lease = self._writer_lease()
         lease.check()
+        if self._broken is not None:
+            raise DatabaseTableError(
+                f"table {self.name} stopped writing: {self._broken.message}",
+                hint="open the database again to write",
+            )
         if self._closing or self._writer is None or self._writer.done():
             raise DatabaseTableError(
                 f"table {self.name} is closed", hint="open the database again to write"
@@ -684,7 +690,7 @@ class TableStore(Generic[R]):
                     task = asyncio.create_task(self._perform(op))
                     running.add(task)
                     task.add_done_callback(running.discard)
-                if self._closing and engine.idle:
+                if self._broken is not None or (self._closing and engine.idle):
                     return
                 self._wakeup.clear()
                 wake = engine.wake_at(checkpoints=checkpoints)
@@ -780,7 +786,24 @@ class TableStore(Generic[R]):
             sent,
             [(type(e).__name__, e.rid) for b in op.blocks for e in b.entries][:8],
         )
-        self._settled(engine.committed(op.commit, sent))
+        try:
+            settled = engine.committed(op.commit, sent)
+        except DiscobaseError as exc:  # the state refused the commit (corrupt or foreign)
+            self._halt(exc)
+            return
+        self._settled(settled)
+
+    def _halt(self, exc: DiscobaseError) -> None:
+        """Stop writing this table after applying a commit failed: every write waiting
+        fails with the reason, and so does every later one (the log on Discord is intact;
+        reopening reads it again). Never a silent hang."""
+        log.error("table %s: writing stopped: %s", self.name, exc)
+        self._broken = exc
+        for op in list(self._ops.values()):
+            self._fail([op], exc, attempted=True)
+        self._ops.clear()
+        self._closing = True
+        self._wakeup.set()
 
     def _settled(self, settled: list[Settled]) -> None:
         """Resolve the futures of writes whose commits are over (in commit order)."""
@@ -1026,7 +1049,12 @@ class TableStore(Generic[R]):
             await asyncio.gather(self._compacting, return_exceptions=True)
         if self._writer is not None:
             await self._writer
-        if self.lease is None or self.lease.lost is not None or self.engine is None:
+        if (
+            self.lease is None
+            or self.lease.lost is not None
+            or self.engine is None
+            or self._broken is not None
+        ):
             return
         if self._wrote and self.engine.tail_messages and self.state.dirty():
             try:
