@@ -3,7 +3,6 @@ a stream of single writes never waits behind a lane discord.py has to put to sle
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -48,8 +47,7 @@ async def test_sequential_saves_never_spend_a_lanes_last_send(
     Note = notes_table(db)
     db.login_task(TOKEN)
     await db.wait_ready()
-    await emu.control.set_profile("discord")
-    await asyncio.sleep(5.1)  # every window the open used has reset
+    await emu.control.set_profile("discord")  # fresh windows: the open's sends do not count
     seen: list[tuple[int | None, float | None]] = []
     lanes = {io.channel.id for io in db._stores["Note"].ios if io is not None}
     send = ChannelIO.send

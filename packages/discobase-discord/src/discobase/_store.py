@@ -778,14 +778,15 @@ class TableStore(Generic[R]):
                 exc,
             )
             return
-        log.debug(
-            "table %s: commit %d in lane %d, messages %s: %s",
-            self.name,
-            op.commit,
-            op.lane,
-            sent,
-            [(type(e).__name__, e.rid) for b in op.blocks for e in b.entries][:8],
-        )
+        if log.isEnabledFor(logging.DEBUG):  # the entries list is not built otherwise
+            log.debug(
+                "table %s: commit %d in lane %d, messages %s: %s",
+                self.name,
+                op.commit,
+                op.lane,
+                sent,
+                [(type(e).__name__, e.rid) for b in op.blocks for e in b.entries][:8],
+            )
         try:
             settled = engine.committed(op.commit, sent)
         except DiscobaseError as exc:  # the state refused the commit (corrupt or foreign)
