@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from discobase_test_support import TOKEN, MakeDb, crash, wait_until
 
 import discobase
@@ -256,3 +257,14 @@ async def test_compaction_after_a_field_was_added(emu: Emulator, make_db: MakeDb
     await db.close()
     _, Again = await open_starred()
     assert {n.title: n.body for n in await Again.find(stars=0)} == live
+
+
+async def test_a_compaction_fails_when_the_lease_is_lost(make_db: MakeDb) -> None:
+    """Found by the chaos run: a writer that lost its lease waited for checkpoints that
+    could never land, and its compaction (and the program awaiting it) hung."""
+    db, Note = await open_notes(make_db)
+    await churn(Note)
+    assert db._lease is not None
+    db._lease._lose("a test pulls it")
+    with pytest.raises(discobase.LeaseLostError):
+        await asyncio.wait_for(db.compact(), 10)

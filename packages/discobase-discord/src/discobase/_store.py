@@ -682,7 +682,9 @@ class TableStore(Generic[R]):
         running: set[asyncio.Task[None]] = set()
         try:
             while True:
-                checkpoints = not self._closing
+                # Without the lease every checkpoint fails at once: do not plan them.
+                lost = self.lease is not None and self.lease.lost is not None
+                checkpoints = not self._closing and not lost
                 now = loop.time()
                 if checkpoints and self._compacting is None and engine.compaction_due(now):
                     self._compacting = asyncio.create_task(self._auto_compact())
@@ -728,6 +730,8 @@ class TableStore(Generic[R]):
     async def _until(self, condition: Callable[[], bool]) -> None:
         """Wait until `condition()` holds, checking whenever an operation ends."""
         while not condition():
+            if self.lease is not None and self.lease.lost is not None:
+                raise self.lease.error(maybe_stored=False)  # no checkpoint can land now
             if self._closing or self._writer is None or self._writer.done():
                 raise DatabaseTableError(
                     f"table {self.name} closed while waiting for its writer",
