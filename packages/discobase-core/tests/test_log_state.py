@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from discobase_core import state as state_module
 from discobase_core.codec import (
     ATTACHMENT_LIMIT,
     ATTACHMENTS_PER_MESSAGE,
@@ -35,7 +36,14 @@ from discobase_core.log import (
     read_blob,
 )
 from discobase_core.schema import TableSchema
-from discobase_core.state import MANIFEST_FORMAT, SELF, TableState, read_checkpoint, read_pages
+from discobase_core.state import (
+    DIRECTORY_SPAN,
+    MANIFEST_FORMAT,
+    SELF,
+    TableState,
+    read_checkpoint,
+    read_pages,
+)
 
 
 class Pair(pydantic.BaseModel):
@@ -407,3 +415,30 @@ def test_a_checkpoint_of_a_newer_format_is_refused_not_misread() -> None:
     with pytest.raises(DatabaseCorruptionError, match="upgrade discobase") as caught:
         read_checkpoint(plan.final_blob([]), where="t")
     assert caught.value.details["reason"] == "newer format"
+
+
+@pytest.mark.parametrize("budget", [8_000, 12_000])
+def test_checkpoint_blobs_fit_their_budget_with_many_small_pages(
+    budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found at a million records: thousands of small pages, whose keys and lengths the
+    packing did not count, and a manifest naming all of them, overflowed a Discord message
+    and the checkpoint failed for ever. Every blob stays within the budget plus framing."""
+    monkeypatch.setattr(state_module, "_PACK_BUDGET", budget)
+    state = new_state()
+    for number in range(400):  # one record per directory page: 400 tiny pages
+        rid = number * DIRECTORY_SPAN + 1
+        state.apply(10 + number, LogBlock(number + 1, 0, 1, (put(rid, number, 7),)))
+    plan = state.plan_checkpoint(full=True)
+    assert len(plan.packs) > 2
+    ids = list(range(100, 100 + len(plan.page_blobs)))
+    blobs = [*plan.page_blobs, plan.final_blob(ids)]
+    assert max(len(blob) for blob in blobs) <= budget + 64
+    pages_by_message = {
+        mid: read_pages(blob, where="t") for mid, blob in zip(ids, blobs[:-1], strict=True)
+    }
+    manifest, own = read_checkpoint(blobs[-1], where="t")
+    pages_by_message[99] = own
+    loaded = TableState.from_checkpoint(manifest, 99, pages_by_message, where="t")
+    assert loaded.rids() == state.rids()
+    assert loaded.candidates({"b": 7}) == state.rids()

@@ -20,6 +20,7 @@ lane from there, so writes go on while a checkpoint is being written.
 
 from __future__ import annotations
 
+import json
 import struct
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -54,7 +55,8 @@ DIRECTORY_SPAN = 2048
 MANIFEST_FORMAT = 2  # see Manifest.format
 MAX_REF_MESSAGES = 8
 SELF = 0  # in a manifest, "the checkpoint message itself"
-_PACK_BUDGET = MAX_BLOB_BYTES - 64 * 1024
+# What one checkpoint message's sealed blob may hold beside its framing and page count.
+_PACK_BUDGET = MAX_BLOB_BYTES - 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +325,23 @@ def read_checkpoint(blob: bytes, *, where: str) -> tuple[Manifest, dict[str, byt
     pages = _decode_pack(reader)
     reader.expect_end()
     return manifest, pages
+
+
+def _packed_size(key: str, data: bytes) -> int:
+    """Bytes a page takes in a pack: its key and data with their uvarint lengths."""
+    raw = len(key.encode("utf-8"))
+    return raw + len(data) + _uvarint_size(raw) + _uvarint_size(len(data))
+
+
+def _uvarint_size(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def _manifest_size(snapshot: Manifest, page_keys: Iterable[str]) -> int:
+    """An upper bound on the manifest's bytes in the final blob once `refs` names every page
+    (at a million records that is thousands of pages: hundreds of KiB)."""
+    ref_bytes = sum(len(json.dumps(key)) + 24 for key in page_keys)  # "key": <id>,
+    return len(snapshot.model_dump_json(by_alias=True)) + ref_bytes + 10
 
 
 def _index_key(name: str, page: int) -> str:
@@ -738,14 +757,17 @@ class TableState:
                 data = self.indexes[name].encode_page(int(page))
             else:
                 data = self._encode_directory_page(int(rest))
-            if packs[-1] and size + len(data) > _PACK_BUDGET:
+            cost = _packed_size(key, data)
+            if packs[-1] and size + cost > _PACK_BUDGET:
                 packs.append({})
                 size = 0
             packs[-1][key] = data
-            size += len(data)
+            size += cost
         snapshot = self.manifest({})
         if replay_from is not None:
             snapshot = snapshot.model_copy(update={"replay_from": replay_from})
+        if packs[-1] and size + _manifest_size(snapshot, current) > _PACK_BUDGET:
+            packs.append({})  # the manifest goes alone: with the last pages it would not fit
         kept_refs = {key: self.refs[key] for key in current if key not in dirty}
         for index in self.indexes.values():
             index.mark_clean()
