@@ -271,7 +271,7 @@ def test_a_failed_checkpoint_keeps_its_tail_and_rewrites_everything_next() -> No
         assert isinstance(op, SendCommit)
         engine.committed(op.commit, fake.store(op))
 
-    for rid in range(1, 3000):  # several directory pages
+    for rid in range(1, 6000):  # several directory pages
         engine.submit(put(rid))
     while engine.writing:
         for op in engine.poll(0.0):

@@ -14,6 +14,7 @@ from discobase_core.codec import (
     CONTENT_LIMIT,
     dearmor,
     seal,
+    unseal,
 )
 from discobase_core.errors import DatabaseCorruptionError, RecordTooLargeError
 from discobase_core.log import (
@@ -273,16 +274,19 @@ def test_state_matches_a_dict_model_through_checkpoints(
 
 
 def test_checkpoint_writes_only_touched_pages() -> None:
+    """Only directory pages are written (the indexes are rebuilt from them), and only those
+    an update or an insert touched: random keys no longer dirty every index page."""
     state = new_state()
-    state.apply(1, LogBlock(1, 0, 1, tuple(put(rid, rid, rid) for rid in range(1, 3000))))
+    state.apply(1, LogBlock(1, 0, 1, tuple(put(rid, rid, rid) for rid in range(1, 10_000))))
     first = state.plan_checkpoint()
+    assert set(first.written) == {f"d:{n}" for n in range(5)}
     state.finish_checkpoint(first, [], 2)
     state.apply(3, LogBlock(2, 0, 1, (put(5, 99, 99),)))
     second = state.plan_checkpoint()
-    written = set(second.written)
-    assert "d:0" in written
-    assert "d:1" not in written
-    assert len(written) < len(first.written) // 4
+    assert set(second.written) == {"d:0"}
+    state.finish_checkpoint(second, [], 4)
+    state.apply(5, LogBlock(3, 0, 1, (put(10_000, 7, 7),)))
+    assert set(state.plan_checkpoint().written) == {"d:4"}
 
 
 def test_replay_ignores_an_unfinished_commit() -> None:
@@ -442,3 +446,15 @@ def test_checkpoint_blobs_fit_their_budget_with_many_small_pages(
     loaded = TableState.from_checkpoint(manifest, 99, pages_by_message, where="t")
     assert loaded.rids() == state.rids()
     assert loaded.candidates({"b": 7}) == state.rids()
+
+
+def test_a_truncated_directory_page_is_named_corruption() -> None:
+    state = new_state()
+    state.apply(1, LogBlock(1, 0, 1, tuple(put(rid, rid, rid) for rid in range(1, 40))))
+    plan = state.plan_checkpoint(full=True)
+    manifest, own = read_checkpoint(plan.final_blob([]), where="t")
+    _, body = unseal(own["d:0"], where="t", kind="dirc")
+    for cut in (1, 7, len(body) // 2):
+        own["d:0"] = seal("dirc", body[:-cut])
+        with pytest.raises(DatabaseCorruptionError, match="directory page 0"):
+            TableState.from_checkpoint(manifest, 9, {9: own}, where="t")

@@ -16,6 +16,7 @@ import discobase
 from discobase import _catalog as catalog
 from discobase_core.hashing import FieldHasher, canonical_bytes
 from discobase_core.schema import TableSchema, check_compatible
+from discobase_core.state import KEY_MASK
 from discobase_emulator import Emulator
 
 
@@ -257,22 +258,21 @@ async def test_check_finds_a_record_an_index_misses_and_repair_reindexes_it(
         victim = saved[2].disco_id
         assert victim is not None
         store = notes._store()
-        # Damage that lasts: the level index forgets record 3, and a checkpoint stores that.
-        assert store.state.indexes["level"].remove(store.hasher.key("level", 0), victim)
-        await store.checkpoint()
-
-    db = make_db()
-    notes = db.table(type("Note", (Note,), {}))
-    async with db.conn(TOKEN):
-        assert await notes.count(level=0) == 2  # the damage: a record the index misses
+        # Damage, as a bug would leave it: the level index forgets record 3.
+        level_key = store.hasher.key("level", 0) & KEY_MASK
+        assert store.state.indexes["level"].remove(level_key, victim)
+        assert await notes.count(level=0) == 2
         damaged = await catalog.verify_table(notes)
         assert damaged.problems == [(victim, "not found through the index of level")]
         repaired = await catalog.verify_table(notes, repair=True)
         assert repaired.repaired == [victim]
+        assert await notes.count(level=0) == 3
+        assert store.state.indexes["level"].remove(level_key, victim)  # damaged again
+        await store.checkpoint()
 
     db = make_db()
     notes = db.table(type("Note", (Note,), {}))
-    async with db.conn(TOKEN):
+    async with db.conn(TOKEN):  # indexes are built from the directory: the damage is gone
         assert (await catalog.verify_table(notes)).ok
         assert await notes.count(level=0) == 3
         assert await notes.count() == 5

@@ -125,7 +125,7 @@ async def test_damaged_newest_checkpoint_falls_back_to_an_older_one(
     garble(emu, table_channel, newest.id)
 
     again, Item2 = await opened(make_db)
-    assert any("checkpoint" in what for what in again._stores["Item"].damage)
+    assert any(str(newest.id) in what for what in again._stores["Item"].damage)  # named
     markers = sorted(r.marker for r in await Item2.find())
     assert markers == sorted([f"a{i}" for i in range(20)] + [f"b{i}" for i in range(5)])
     assert (await Item2.find_unique(marker="b3")).value == 3

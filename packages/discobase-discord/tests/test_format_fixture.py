@@ -184,7 +184,8 @@ def test_the_fixtures_are_checked_in() -> None:
         assert (folder / fx.DB_FILE).stat().st_size < 1024 * 1024
         assert (folder / "README.md").is_file()
         expected = json.loads((folder / fx.EXPECTED_FILE).read_text(encoding="utf-8"))
-        assert folder.name == f"format_v{expected['format_version']}"
+        format_ = expected.get("manifest_format", expected["format_version"])
+        assert folder.name == f"format_v{format_}"
 
 
 def test_format_v1_holds_what_the_upgrade_path_needs() -> None:

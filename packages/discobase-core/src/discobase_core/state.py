@@ -4,13 +4,19 @@ The state is everything derived from the table's log: a directory (record id -> 
 latest version lives and its index keys) and one `HashIndex` per field (key -> record ids).
 The adapter feeds it log blocks as they are written (live) or read back (replay), asks it
 which records can match a query, and persists it as checkpoints so that opening a table reads
-index pages, not records.
+directory pages, not records.
 
-A checkpoint writes only the pages that changed since the previous one: index pages reported
-dirty by `HashIndex`, and directory pages (2,048 record ids each) that were touched. The
-manifest names, for every page, the message that holds its latest version. When a checkpoint
-would leave pages spread over more than `MAX_REF_MESSAGES` messages, it rewrites every page,
-so opening a table never fetches more than a handful of messages.
+Only the directory is persisted: the indexes are built from its keys when a checkpoint is
+loaded (about as fast as parsing index pages was, for half the bytes), so a checkpoint writes
+only the directory pages (2,048 record ids each) that were touched, not the hash pages that
+every insert of a random key dirties. The manifest names, for every page, the message that
+holds its latest version. When a checkpoint would leave pages spread over more than
+`MAX_REF_MESSAGES` messages, it rewrites every page, so opening a table never fetches more
+than a handful of messages.
+
+Index keys are kept to their low `KEY_BITS` (48) bits, six bytes a key in a directory page
+instead of eight: at a million records a key collision is still a few in a billion per
+lookup, and a lookup compares the values of the records it reads anyway.
 
 A checkpoint is a snapshot taken when it is planned: its pages and manifest describe the
 commits applied by then, and its manifest's `replay_from` names the first commit it does not
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +47,8 @@ from discobase_core.schema import TableSchema
 
 __all__ = [
     "DIRECTORY_SPAN",
+    "KEY_BITS",
+    "KEY_MASK",
     "MANIFEST_FORMAT",
     "MAX_REF_MESSAGES",
     "CheckpointPlan",
@@ -52,7 +61,11 @@ __all__ = [
 ]
 
 DIRECTORY_SPAN = 2048
-MANIFEST_FORMAT = 2  # see Manifest.format
+MANIFEST_FORMAT = 3  # see Manifest.format
+#: The state keeps the low 48 bits of every index key (see `TableState`).
+KEY_BITS = 48
+KEY_MASK = (1 << KEY_BITS) - 1
+_KEY_BYTES = KEY_BITS // 8
 MAX_REF_MESSAGES = 8
 SELF = 0  # in a manifest, "the checkpoint message itself"
 # What one checkpoint message's sealed blob may hold beside its framing and page count.
@@ -196,14 +209,16 @@ class Manifest(BaseModel):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
-    #: 1: replay from `next_commit`; 2: from `replay_from` (commits in flight, pipelined)
+    #: 1: replay from `next_commit`; 2: from `replay_from` (commits in flight, pipelined);
+    #: 3: no index pages (the indexes are built from the directory's keys at open), and
+    #: compact directory pages (kind `dirc`: 48-bit keys, locations as deltas)
     format: int = MANIFEST_FORMAT
     table_schema: TableSchema
     fields: tuple[str, ...]
     next_rid: int
     next_commit: int
     records: int
-    index_pages: dict[str, int]
+    index_pages: dict[str, int] = {}  # formats 1 and 2 only: never read since format 3
     directory_pages: tuple[int, ...]
     refs: dict[str, int]
     lanes: tuple[int, ...] = ()
@@ -213,6 +228,12 @@ class Manifest(BaseModel):
     replay_from: int | None = None
     #: log messages holding dead entries, for compaction (None: not tracked, format 1)
     dirty_messages: tuple[int, ...] | None = None
+
+    @property
+    def page_messages(self) -> set[int]:
+        """The messages holding the directory pages this checkpoint needs (`SELF` for its
+        own): opening fetches only these, never the index pages of formats 1 and 2."""
+        return {mid for key, mid in self.refs.items() if key.startswith("d:")}
 
     @property
     def floor(self) -> int:
@@ -344,8 +365,159 @@ def _manifest_size(snapshot: Manifest, page_keys: Iterable[str]) -> int:
     return len(snapshot.model_dump_json(by_alias=True)) + ref_bytes + 10
 
 
-def _index_key(name: str, page: int) -> str:
-    return f"i:{name}:{page}"
+def _read_dirp(reader: Reader, width: int) -> _DirPage:
+    """The rows of a `dirp` page (formats 1 and 2) after its width: uvarint count, then per
+    record uvarint offset, message id, entry and lane, and `width` 64-bit keys (kept to their
+    low `KEY_BITS`). Bytes are parsed in place, without a Reader call per number: this loop
+    ran once per record at every open."""
+    unpack_keys = struct.Struct(f">{width}Q").unpack_from
+    rows = _DirPage(width)
+    count = reader.count(min_item_bytes=4 + 8 * width)  # four uvarints and the keys
+    data, pos = reader.data, reader.pos
+    last_mid, last_raw = -1, b""  # the previous entry's message id, and its bytes
+    for _ in range(count):
+        offset = data[pos]
+        if offset < 0x80:
+            pos += 1
+        elif 0 < data[pos + 1] < 0x80:  # two bytes (offsets up to 2,047)
+            offset = (offset & 0x7F) | data[pos + 1] << 7
+            pos += 2
+        else:
+            offset, pos = decode_uvarint(data, pos)
+        if offset >= DIRECTORY_SPAN:
+            raise _offset_error(reader.where, offset)
+        # Records of one message are neighbours: a varint is prefix-free, so the
+        # same bytes as the previous id are the same id (no decoding needed).
+        if last_raw and data[pos : pos + len(last_raw)] == last_raw:
+            message_id = last_mid
+            pos += len(last_raw)
+        else:
+            message_id, after = decode_uvarint(data, pos)
+            last_mid, last_raw = message_id, bytes(data[pos:after])
+            pos = after
+        entry = data[pos]
+        if entry < 0x80:
+            pos += 1
+        elif 0 < data[pos + 1] < 0x80:  # two bytes (entries up to 16,383)
+            entry = (entry & 0x7F) | data[pos + 1] << 7
+            pos += 2
+        else:
+            entry, pos = decode_uvarint(data, pos)
+        lane = data[pos]
+        if lane < 0x80:
+            pos += 1
+        else:
+            lane, pos = decode_uvarint(data, pos)
+        keys = [key & KEY_MASK for key in unpack_keys(data, pos)]
+        pos += 8 * width
+        row = rows.row_of[offset]
+        if row != _NO_ROW:  # a repeated offset: the later entry wins, as ever
+            rows.keys[row * width : row * width + width] = array("Q", keys)
+        elif message_id >> 64 or entry >> 32 or lane >= _ODD_LANE:
+            row = rows.append(offset, array("Q", keys))
+        else:  # the common case, inlined
+            rows.row_of[offset] = len(rows.offsets)
+            rows.offsets.append(offset)
+            rows.mids.append(message_id)
+            rows.entries.append(entry)
+            rows.lanes.append(lane)
+            rows.keys.extend(keys)
+            continue
+        rows.set_location(row, message_id, entry, lane)
+    reader.pos = pos
+    return rows
+
+
+def _read_dirc(reader: Reader, width: int) -> _DirPage:
+    """The rows of a `dirc` page after its width (see `TableState._encode_directory_page`)."""
+    rows = _DirPage(width)
+    count = reader.count(min_item_bytes=3 + _KEY_BYTES * width)
+    data, pos = reader.data, reader.pos
+    offsets, mids, entries, lanes, row_of = (
+        rows.offsets,
+        rows.mids,
+        rows.entries,
+        rows.lanes,
+        rows.row_of,
+    )
+    odd: list[tuple[int, int, int, int]] = []  # (row, message id, entry, lane) too big
+    offset, mid, lane, entry = -1, -1, 0, -1
+    for row in range(count):
+        gap = data[pos]
+        if gap < 0x80:
+            pos += 1
+        else:
+            gap, pos = decode_uvarint(data, pos)
+        offset += gap + 1
+        if offset >= DIRECTORY_SPAN:
+            raise _offset_error(reader.where, offset)
+        marker = data[pos]
+        if marker == 0:  # the previous record's message
+            if mid < 0:
+                raise ValueError("the first record names no message")
+            pos += 1
+            zigzag = data[pos]
+            if zigzag < 0x80:
+                pos += 1
+            else:
+                zigzag, pos = decode_uvarint(data, pos)
+            entry += (zigzag >> 1 if not zigzag & 1 else -((zigzag + 1) >> 1)) + 1
+            if entry < 0:
+                raise ValueError(f"a negative entry number {entry}")
+        else:
+            marker, pos = decode_uvarint(data, pos)
+            mid = marker - 1
+            lane, pos = decode_uvarint(data, pos)
+            entry, pos = decode_uvarint(data, pos)
+        row_of[offset] = row
+        offsets.append(offset)
+        if mid >> 64 or entry >> 32 or lane >= _ODD_LANE:
+            odd.append((row, mid, entry, lane))
+            mids.append(0)
+            entries.append(0)
+            lanes.append(0)
+        else:
+            mids.append(mid)
+            entries.append(entry)
+            lanes.append(lane)
+    rows.keys = _unpack_keys(data[pos : pos + count * width * _KEY_BYTES], count * width)
+    reader.pos = pos + count * width * _KEY_BYTES
+    for row, mid, entry, lane in odd:
+        rows.set_location(row, mid, entry, lane)
+    return rows
+
+
+def _pack_keys(keys: array[int]) -> bytes:
+    """Keys (below 2**48) as six-byte big-endian numbers, back to back."""
+    wide = array("Q", keys)
+    if sys.byteorder == "little":
+        wide.byteswap()
+    raw = wide.tobytes()
+    packed = bytearray(len(keys) * _KEY_BYTES)
+    for byte in range(_KEY_BYTES):  # the low six of each eight bytes, one slice at a time
+        packed[byte::_KEY_BYTES] = raw[8 - _KEY_BYTES + byte :: 8]
+    return bytes(packed)
+
+
+def _unpack_keys(packed: bytes | memoryview, count: int) -> array[int]:
+    """Inverse of `_pack_keys` for `count` keys."""
+    if len(packed) != count * _KEY_BYTES:
+        raise ValueError(f"{len(packed)} bytes of keys for {count} keys")
+    raw = bytearray(count * 8)
+    for byte in range(_KEY_BYTES):
+        raw[8 - _KEY_BYTES + byte :: 8] = packed[byte::_KEY_BYTES]
+    keys = array("Q", bytes(raw))
+    if sys.byteorder == "little":
+        keys.byteswap()
+    return keys
+
+
+def _offset_error(where: str, offset: int) -> DatabaseCorruptionError:
+    return DatabaseCorruptionError(
+        f"{where} holds record offset {offset}, beyond its {DIRECTORY_SPAN} records",
+        where=where,
+        reason="record offset",
+    )
 
 
 def _directory_key(page: int) -> str:
@@ -463,18 +635,27 @@ class TableState:
     def candidates(self, keys: Mapping[str, int]) -> list[int]:
         """Record ids whose index keys match every (field, key) given, oldest first.
 
-        Keys are 64-bit hashes, so a caller that needs exact answers compares the values of
-        the records it reads back (a hash collision is possible, just very unlikely).
+        Keys are hashes (their low `KEY_BITS` bits count), so a caller that needs exact
+        answers compares the values of the records it reads back (a hash collision is
+        possible, just very unlikely).
         """
         if not keys:
             return self.rids()
-        postings = sorted((self.indexes[name].lookup(key) for name, key in keys.items()), key=len)
+        postings = sorted(
+            (self.indexes[name].lookup(key & KEY_MASK) for name, key in keys.items()), key=len
+        )
         found = set(postings[0])
         for other in postings[1:]:
             if not found:
                 break
             found.intersection_update(other)
         return sorted(found)
+
+    def reindex(self, name: str, key: int, rid: int) -> bool:
+        """Give record `rid` the pair (`key`, `rid`) in the index of `name` again (the
+        catalog's repair of an index that lost it); False if it was there. The indexes are
+        rebuilt from the directory at every open, so this mends the open state only."""
+        return self.indexes[name].insert(key & KEY_MASK, rid)
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -496,6 +677,7 @@ class TableState:
             packed = array("Q", keys)
         except OverflowError:
             raise ValueError(f"index keys must be unsigned 64-bit ints, got {keys}") from None
+        packed = array("Q", [key & KEY_MASK for key in packed])
         number = rid >> _SPAN_BITS
         page = self._pages.get(number)
         if page is None:
@@ -556,6 +738,7 @@ class TableState:
             keys = array("Q", [key for put in puts for key in put.keys])
         except (OverflowError, TypeError):
             return False
+        keys = array("Q", [key & KEY_MASK for key in keys])
         if (
             max(rids) >= _BIG_RID
             or len(set(rids)) != len(rids)
@@ -657,18 +840,29 @@ class TableState:
         """A field added to the schema (with a default): every existing record has it."""
         if not 0 <= default_key < 1 << 64:
             raise ValueError(f"index keys must be unsigned 64-bit ints, got {default_key}")
+        default_key &= KEY_MASK
         for page in self._pages.values():
             page.widen(default_key)
         self.fields = (*self.fields, name)
-        index = self._new_index(len(self.fields) - 1)
-        rids = array("Q", self.rids()) if self._count and max(self._pages) >> 53 == 0 else None
-        if rids is not None:  # one key for every record: one bulk insert
-            index._put_many_derived(array("Q", [default_key]) * len(rids), rids)
-        else:
-            for rid in self.rids():
-                index._put_derived(default_key, rid)
-        self.indexes[name] = index
+        self.indexes[name] = self._index_from_directory(len(self.fields) - 1)
         self._dirty_directory.update(self._pages)
+
+    def _index_from_directory(self, position: int) -> HashIndex:
+        """The index of field `position`, built from the keys in the directory."""
+        index = self._new_index(position)
+        if self._count and max(self._pages) >> 53 == 0:  # every record id fits an array
+            keys, rids = array("Q"), array("Q")
+            for number, page in self._pages.items():
+                keys.extend(page.keys[position :: page.width])
+                rids.extend(map((number << _SPAN_BITS).__add__, page.offsets))
+            index._put_many_derived(keys, rids)
+        else:
+            key_of = self._key_getter(position)
+            for rid in self.rids():
+                key = key_of(rid)
+                assert key is not None
+                index._put_derived(key, rid)
+        return index
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -676,53 +870,52 @@ class TableState:
         return set(self._pages)
 
     def _encode_directory_page(self, number: int) -> bytes:
-        out = bytearray()
+        """A `dirc` page: uvarint width, uvarint count, then each record's location in
+        offset order, then every record's keys.
+
+        A location is: uvarint offset gap (offset - previous offset - 1; the first: the
+        offset), uvarint message (0: the previous record's, whose lane it shares; else the
+        id + 1, then uvarint lane), uvarint entry (in the previous record's message: the
+        zigzag of entry - previous entry - 1; else the entry). A bulk load's records are
+        three bytes of location. The keys follow as `width` six-byte big-endian numbers per
+        record, in the same order.
+        """
         page = self._pages[number]
         width = page.width
-        keys = struct.Struct(f">{width}Q")
+        out = bytearray()
         write_uvarint(out, width)
         write_uvarint(out, len(page.offsets))
-        row_of, mids, entries, lanes = page.row_of, page.mids, page.entries, page.lanes
+        row_of = page.row_of
+        keys = array("Q")
+        last_offset, last_mid, last_lane, last_entry = -1, -1, -1, -1
         for offset in range(DIRECTORY_SPAN):
             row = row_of[offset]
             if row == _NO_ROW:
                 continue
-            lane = lanes[row]
-            if lane == _ODD_LANE or entries[row] >= 0x4000 or lane >= 0x80:
-                location = page.location(row)
-                write_uvarint(out, offset)
-                write_uvarint(out, location.message_id)
-                write_uvarint(out, location.entry)
-                write_uvarint(out, location.lane)
-            else:  # the common case, small numbers inlined
-                out += (
-                    bytes((offset,))
-                    if offset < 0x80
-                    else bytes((offset & 0x7F | 0x80, offset >> 7))
-                )
-                write_uvarint(out, mids[row])
-                entry = entries[row]
-                out += bytes((entry,)) if entry < 0x80 else bytes((entry & 0x7F | 0x80, entry >> 7))
-                out.append(lane)
-            out += keys.pack(*page.keys[row * width : row * width + width])
-        return seal("dirp", bytes(out))
+            write_uvarint(out, offset - last_offset - 1)
+            last_offset = offset
+            location = page.location(row)
+            mid, entry, lane = location.message_id, location.entry, location.lane
+            if mid == last_mid and lane == last_lane:
+                out.append(0)
+                gap = entry - last_entry - 1
+                write_uvarint(out, gap << 1 if gap >= 0 else (-gap << 1) - 1)
+            else:
+                write_uvarint(out, mid + 1)
+                write_uvarint(out, lane)
+                write_uvarint(out, entry)
+                last_mid, last_lane = mid, lane
+            last_entry = entry
+            keys.extend(page.keys[row * width : row * width + width])
+        out += _pack_keys(keys)
+        return seal("dirc", bytes(out))
 
-    def _all_page_keys(self) -> dict[str, bytes | None]:
-        keys: dict[str, bytes | None] = {}
-        for name in self.fields:
-            for page in range(self.indexes[name].page_count):
-                keys[_index_key(name, page)] = None
-        for page in sorted(self._directory_pages()):
-            keys[_directory_key(page)] = None
-        return keys
+    def _all_page_keys(self) -> dict[str, None]:
+        return dict.fromkeys(_directory_key(page) for page in sorted(self._directory_pages()))
 
     def dirty(self) -> bool:
         """Whether anything changed since the last checkpoint."""
-        return (
-            self._force_full
-            or bool(self._dirty_directory)
-            or any(index.dirty_pages() for index in self.indexes.values())
-        )
+        return self._force_full or bool(self._dirty_directory)
 
     def plan_checkpoint(
         self, *, full: bool = False, replay_from: int | None = None
@@ -737,10 +930,7 @@ class TableState:
         """
         full = full or self._force_full
         current = self._all_page_keys()
-        dirty: set[str] = set()
-        for name in self.fields:
-            dirty.update(_index_key(name, page) for page in self.indexes[name].dirty_pages())
-        dirty.update(_directory_key(page) for page in self._dirty_directory)
+        dirty = {_directory_key(page) for page in self._dirty_directory}
         dirty &= current.keys()
         dirty.update(key for key in current if key not in self.refs)
         kept = {self.refs[key] for key in current if key not in dirty}
@@ -751,12 +941,7 @@ class TableState:
         for key in current:
             if key not in dirty:
                 continue
-            kind, _, rest = key.partition(":")
-            if kind == "i":
-                name, _, page = rest.rpartition(":")
-                data = self.indexes[name].encode_page(int(page))
-            else:
-                data = self._encode_directory_page(int(rest))
+            data = self._encode_directory_page(int(key.partition(":")[2]))
             cost = _packed_size(key, data)
             if packs[-1] and size + cost > _PACK_BUDGET:
                 packs.append({})
@@ -769,8 +954,6 @@ class TableState:
         if packs[-1] and size + _manifest_size(snapshot, current) > _PACK_BUDGET:
             packs.append({})  # the manifest goes alone: with the last pages it would not fit
         kept_refs = {key: self.refs[key] for key in current if key not in dirty}
-        for index in self.indexes.values():
-            index.mark_clean()
         self._dirty_directory.clear()
         self._force_full = False
         return CheckpointPlan(self, packs, frozenset(dirty), snapshot, kept_refs)
@@ -788,7 +971,6 @@ class TableState:
             next_rid=self.next_rid,
             next_commit=self.next_commit,
             records=len(self.directory),
-            index_pages={name: self.indexes[name].page_count for name in self.fields},
             directory_pages=tuple(sorted(self._directory_pages())),
             refs={key: refs[key] for key in current if key in refs},
             lanes=self.lanes,
@@ -809,13 +991,18 @@ class TableState:
 
     def _load_directory(self, manifest: Manifest, page: Callable[[str], bytes], where: str) -> None:
         """Read the directory pages of a checkpoint into compact rows (before the indexes,
-        which derive their keys from it). Bytes are parsed in place, without a Reader call
-        per number: this loop runs once per record at every open."""
+        which are built from their keys). Pages are `dirc` (format 3) or `dirp` (formats 1
+        and 2, 64-bit keys and whole locations)."""
         width = len(manifest.fields)
-        unpack_keys = struct.Struct(f">{width}Q").unpack_from
         for number in manifest.directory_pages:
             page_where = f"{where}, directory page {number}"
-            _, body = unseal(page(_directory_key(number)), where=page_where, kind="dirp")
+            kind, body = unseal(page(_directory_key(number)), where=page_where)
+            if kind not in ("dirc", "dirp"):
+                raise DatabaseCorruptionError(
+                    f"{page_where} holds a {kind!r} blob, not a directory page",
+                    where=page_where,
+                    reason="wrong kind",
+                )
             reader = Reader(body, where=page_where)
             if reader.uvarint() != width:
                 raise DatabaseCorruptionError(
@@ -825,72 +1012,15 @@ class TableState:
                 )
             if number in self._pages:
                 continue  # listed twice in the manifest: the same page, read once
-            rows = _DirPage(width)
-            count = reader.count(min_item_bytes=4 + 8 * width)  # four uvarints and the keys
-            data, pos = body, reader.pos
             try:
-                last_mid, last_raw = -1, b""  # the previous entry's message id, and its bytes
-                for _ in range(count):
-                    offset = data[pos]
-                    if offset < 0x80:
-                        pos += 1
-                    elif 0 < data[pos + 1] < 0x80:  # two bytes (offsets up to 2,047)
-                        offset = (offset & 0x7F) | data[pos + 1] << 7
-                        pos += 2
-                    else:
-                        offset, pos = decode_uvarint(data, pos)
-                    if offset >= DIRECTORY_SPAN:
-                        raise DatabaseCorruptionError(
-                            f"directory page {number} at {where} holds record offset "
-                            f"{offset}, beyond its {DIRECTORY_SPAN} records",
-                            where=page_where,
-                            reason="record offset",
-                        )
-                    # Records of one message are neighbours: a varint is prefix-free, so the
-                    # same bytes as the previous id are the same id (no decoding needed).
-                    if last_raw and data[pos : pos + len(last_raw)] == last_raw:
-                        message_id = last_mid
-                        pos += len(last_raw)
-                    else:
-                        message_id, after = decode_uvarint(data, pos)
-                        last_mid, last_raw = message_id, bytes(data[pos:after])
-                        pos = after
-                    entry = data[pos]
-                    if entry < 0x80:
-                        pos += 1
-                    elif 0 < data[pos + 1] < 0x80:  # two bytes (entries up to 16,383)
-                        entry = (entry & 0x7F) | data[pos + 1] << 7
-                        pos += 2
-                    else:
-                        entry, pos = decode_uvarint(data, pos)
-                    lane = data[pos]
-                    if lane < 0x80:
-                        pos += 1
-                    else:
-                        lane, pos = decode_uvarint(data, pos)
-                    keys = unpack_keys(data, pos)
-                    pos += 8 * width
-                    row = rows.row_of[offset]
-                    if row != _NO_ROW:  # a repeated offset: the later entry wins, as ever
-                        rows.keys[row * width : row * width + width] = array("Q", keys)
-                    elif message_id >> 64 or entry >> 32 or lane >= _ODD_LANE:
-                        row = rows.append(offset, array("Q", keys))
-                    else:  # the common case, inlined
-                        rows.row_of[offset] = len(rows.offsets)
-                        rows.offsets.append(offset)
-                        rows.mids.append(message_id)
-                        rows.entries.append(entry)
-                        rows.lanes.append(lane)
-                        rows.keys.extend(keys)
-                        continue
-                    rows.set_location(row, message_id, entry, lane)
+                read = _read_dirc if kind == "dirc" else _read_dirp
+                rows = read(reader, width)
             except (ValueError, IndexError, struct.error) as exc:
                 raise DatabaseCorruptionError(
                     f"{page_where}: truncated or bad entry ({exc})",
                     where=page_where,
                     reason="bad directory entry",
                 ) from None
-            reader.pos = pos
             reader.expect_end()
             if rows.offsets:
                 self._pages[number] = rows
@@ -905,8 +1035,9 @@ class TableState:
         *,
         where: str,
     ) -> TableState:
-        """Rebuild the state a checkpoint describes. `pages_by_message` holds the pages of
-        every message the manifest refers to (the checkpoint message itself under its id)."""
+        """Rebuild the state a checkpoint describes. `pages_by_message` holds the directory
+        pages of the messages the manifest refers to (the checkpoint message itself under
+        its id); index pages (formats 1 and 2) are not needed: see `Manifest.page_messages`."""
         if (
             len(set(manifest.fields)) != len(manifest.fields)
             or min(manifest.next_rid, manifest.next_commit, manifest.records, 0) < 0
@@ -954,10 +1085,5 @@ class TableState:
                 reason="record count",
             )
         for position, name in enumerate(manifest.fields):
-            count = manifest.index_pages.get(name, 0)
-            state.indexes[name] = HashIndex.from_pages(
-                {number: page(_index_key(name, number)) for number in range(count)},
-                key_of=state._key_getter(position),
-                all_pairs=state._pairs_getter(position),
-            )
+            state.indexes[name] = state._index_from_directory(position)
         return state

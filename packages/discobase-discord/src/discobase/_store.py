@@ -8,7 +8,7 @@ several at once (one per lane: the table channel and threads of it, which do not
 towards a server's 500 channels), and reports back. A caller's future resolves once its
 commit is stored and applied, so `await save()` returns once the record is durable.
 Checkpoints of the index (discobase_core.state) go to the table channel while the other
-lanes go on writing, so opening a table reads a few history pages and index pages, never
+lanes go on writing, so opening a table reads a few history pages and directory pages, never
 every record. Commits are numbered; replay merges the lanes by commit number.
 
 Reads: a record lives at (lane, message id, entry). A big commit's messages are chunked
@@ -476,7 +476,7 @@ class TableStore(Generic[R]):
         where = self.io.where(message.id)
         manifest, pages = read_checkpoint(blob, where=where)
         pages_by_message: dict[int, Mapping[str, bytes]] = {message.id: pages}
-        others = {mid for mid in manifest.refs.values() if mid not in (0, message.id)}
+        others = manifest.page_messages - {0, message.id}
         semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
 
         async def load(mid: int) -> None:
@@ -503,6 +503,7 @@ class TableStore(Generic[R]):
         self._page_sizes = {
             key: len(pages_by_message[message.id if mid == 0 else mid][key])
             for key, mid in manifest.refs.items()
+            if mid in manifest.page_messages
         }
 
     async def _replay(self, tail: _Tail) -> None:
