@@ -154,6 +154,31 @@ def test_reservations_fences_and_acknowledged_commits() -> None:
     assert view.acked("User") == [(first, 40)]
 
 
+def test_final_checkpoint_is_the_released_last_writers_and_nobody_elses() -> None:
+    """A clean close names the checkpoint holding everything; any later term that reported
+    the table (it may have written) or a term that did not release makes it unknown."""
+    first, second, third = sid(T0), sid(T0 + 2_000), sid(T0 + 4_000)
+    done = TableMark(2048, 300, 1, 40, checkpoint=777)
+    records = [
+        (first, claim("a")),
+        (sid(T0 + 1), beat(first, "a", User=TableMark(2048, 300, 1, 40))),
+        (sid(T0 + 1_000), LeaseRecord("release", first, "a", {"User": done})),
+    ]
+    assert fold(records).final_checkpoint("User") == 777
+    assert fold(records).final_checkpoint("Other") == 0
+    assert fold(records[:2]).final_checkpoint("User") == 0  # not released: it may have crashed
+    records.append((second, claim("b")))  # a writer of other tables only
+    records.append((sid(T0 + 2_001), beat(second, "b", Other=TableMark(1, 1, 1))))
+    view = fold(records)
+    assert view.final_checkpoint("User") == 777
+    assert view.final_checkpoint("Other") == 0
+    records.append((third, claim("c")))  # this process, about to open User as its writer
+    records.append((sid(T0 + 4_001), beat(third, "c", User=TableMark(4096, 600, 300))))
+    view = fold(records)
+    assert view.final_checkpoint("User", own_term=third) == 777
+    assert view.final_checkpoint("User") == 0  # seen by anyone else: the third term may write
+
+
 def test_is_fenced_attributes_a_commit_to_its_term() -> None:
     fences = [Fence(1, T0), Fence(300, None)]
     assert not is_fenced(fences, 0, sid(T0 + 99_999))  # before the lease existed
@@ -169,7 +194,14 @@ def test_merge_fences_prefers_a_known_cutoff() -> None:
 
 def test_records_round_trip_through_message_content() -> None:
     record = LeaseRecord(
-        "beat", 123, "host:42:abcd", {"User": TableMark(1, 2, 3, 4), "Ünïcode": TableMark(5, 6, 7)}
+        "beat",
+        123,
+        "host:42:abcd",
+        {
+            "User": TableMark(1, 2, 3, 4),
+            "Ünïcode": TableMark(5, 6, 7),
+            "T": TableMark(1, 2, 3, 4, 5),
+        },
     )
     content = encode_record(record)
     assert content.isascii()

@@ -243,3 +243,42 @@ def _kind(content: str) -> str:
         return unseal(dearmor(content, where="test"), where="test")[0]
     except discobase.DatabaseCorruptionError:
         return ""
+
+
+async def test_a_clean_close_lets_the_next_open_skip_the_lanes_and_a_crash_does_not(
+    make_db: MakeDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final checkpoint, named in the lease's release, holds everything: the next open
+    reads no lane thread. After a crash (no release) or when another writer came after, the
+    lanes are read, and what they hold is found."""
+    lanes_read: list[int] = []
+    lane_tail = discobase._store.TableStore._lane_tail
+
+    async def spy(self: Any, lane: int, channel_io: Any, floor: int) -> Any:
+        lanes_read.append(lane)
+        return await lane_tail(self, lane, channel_io, floor)
+
+    monkeypatch.setattr(discobase._store.TableStore, "_lane_tail", spy)
+    db, Item = await opened(make_db, lanes=4)
+    for i in range(8):  # round robin over the four lanes
+        await Item(marker=f"a{i}").save()
+    await db.close()
+
+    db, Item = await opened(make_db, lanes=4)
+    assert lanes_read == []
+    assert sorted(r.marker for r in await Item.find()) == [f"a{i}" for i in range(8)]
+    for i in range(8):  # then a crash: no final checkpoint, no release
+        await Item(marker=f"b{i}").save()
+    await crash(db)
+
+    db, Item = await opened(make_db, lanes=4)
+    assert lanes_read == [1, 2, 3]
+    expected = sorted([f"a{i}" for i in range(8)] + [f"b{i}" for i in range(8)])
+    assert sorted(r.marker for r in await Item.find()) == expected
+    await db.close()
+
+    lanes_read.clear()
+    db, Item = await opened(make_db, lanes=4)
+    assert lanes_read == []
+    assert sorted(r.marker for r in await Item.find()) == expected
+    await db.close()

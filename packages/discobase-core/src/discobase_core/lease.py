@@ -81,12 +81,15 @@ def snowflake_ms(snowflake: int) -> int:
 class TableMark:
     """What a holder reports about one table: ids below ``rids_to`` and commit numbers
     below ``commits_to`` are reserved; its term's commits start at ``commits_from``; the
-    last commit it acknowledged is ``acked`` (0: none yet)."""
+    last commit it acknowledged is ``acked`` (0: none yet). In a release, ``checkpoint`` is
+    the message id of a checkpoint covering every commit the term made (0: none does), so
+    the next open need not read the lane threads (see `LeaseView.final_checkpoint`)."""
 
     rids_to: int
     commits_to: int
     commits_from: int
     acked: int = 0
+    checkpoint: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,19 @@ class LeaseView:
                 out.append(Fence(mark.commits_from, info.cutoff_ms))
         return sorted(out, key=lambda f: f.commits_from)
 
+    def final_checkpoint(self, table: str, *, own_term: int | None = None) -> int:
+        """The checkpoint that holds all of ``table``: the one the newest term to write it
+        named when it released the lease, if that term released it and no later term (but
+        ``own_term``, this process's, which has written nothing yet) reported the table.
+        0 when there is none: the log after the newest checkpoint must be read."""
+        for term in sorted(self.terms, reverse=True):
+            info = self.terms[term]
+            mark = info.tables.get(table)
+            if term == own_term or mark is None:
+                continue
+            return mark.checkpoint if info.released else 0
+        return 0
+
     def acked(self, table: str) -> list[tuple[int, int]]:
         """(term, last acknowledged commit) of every term that reported ``table``."""
         return [
@@ -170,6 +186,7 @@ class TermInfo:
     cutoff_ms: int | None = None
     tables: dict[str, TableMark] = field(default_factory=dict)
     times: list[int] = field(default_factory=list)  # its valid records' times
+    released: bool = False
 
 
 def fold(records: Iterable[tuple[int, LeaseRecord]]) -> LeaseView:
@@ -204,7 +221,7 @@ def fold(records: Iterable[tuple[int, LeaseRecord]]) -> LeaseView:
         current.times.append(at)
         view.last_valid_ms = at
         if record.kind == "release":
-            view.released = True
+            view.released = current.released = True
             current.cutoff_ms = at
     return view
 
@@ -241,6 +258,7 @@ def encode_record(record: LeaseRecord) -> str:
         "l": record.ttl_ms,
         "m": {
             name: [m.rids_to, m.commits_to, m.commits_from, m.acked]
+            + ([m.checkpoint] if m.checkpoint else [])
             for name, m in record.tables.items()
         },
     }
@@ -256,10 +274,11 @@ def decode_record(content: str, *, where: str) -> LeaseRecord:
         kind = body["k"]
         if kind not in ("claim", "beat", "release"):
             raise ValueError(f"unknown lease record {kind!r}")
-        tables = {
-            str(name): TableMark(*(int(v) for v in values))
-            for name, values in dict(body["m"]).items()
-        }
+        tables: dict[str, TableMark] = {}
+        for name, values in dict(body["m"]).items():
+            if not 4 <= len(values) <= 5:
+                raise ValueError(f"{len(values)} numbers for table {name}")
+            tables[str(name)] = TableMark(*(int(v) for v in values))
         ttl = int(body["l"])
         if not 0 < ttl <= 3_600_000:
             raise ValueError(f"lease length {ttl} ms out of range")

@@ -208,6 +208,9 @@ class ChannelIO:
     def __init__(self, channel: discord.TextChannel | discord.Thread, *, bot_id: int) -> None:
         self.channel = channel
         self.bot_id = bot_id
+        #: the messages of the history page `history()` is yielding from, by id (what
+        #: follows a message in the same page is already here: no fetch needed for it)
+        self.listed: dict[int, discord.Message] = {}
 
     def where(self, message_id: int) -> str:
         return f"message {message_id} in #{self.channel.name} ({self.channel.id})"
@@ -349,6 +352,7 @@ class ChannelIO:
         before: int | None = None
         while True:
             page = await self.page_before(before)
+            self.listed = {message.id: message for message in page}
             for message in page:
                 yield message
             if len(page) < self.PAGE:

@@ -65,7 +65,6 @@ from discobase_core.lease import (
     Fence,
     LeaseView,
     TableMark,
-    is_fenced,
     merge_fences,
 )
 from discobase_core.log import (
@@ -84,6 +83,7 @@ from discobase_core.log import (
     parse_file_name,
     plan_blob,
 )
+from discobase_core.opening import LaneScan, Take, lanes_to_read, missing_commits
 from discobase_core.schema import TableSchema, check_compatible
 from discobase_core.state import TableState, read_checkpoint, read_pages
 
@@ -277,9 +277,12 @@ class TableStore(Generic[R]):
         if checkpoint is None:
             await self._discover_lanes()  # no checkpoint to name them
         await self._resolve_lanes()
-        for lane, channel_io in enumerate(self.ios[1:], start=1):
-            if channel_io is not None:
-                tail += await self._lane_tail(lane, channel_io, floor)
+        own_term = self.lease.term if self.lease is not None else None
+        final = view.final_checkpoint(self.name, own_term=own_term)
+        if lanes_to_read(checkpoint.id if checkpoint else None, final):
+            for lane, channel_io in enumerate(self.ios[1:], start=1):
+                if channel_io is not None:
+                    tail += await self._lane_tail(lane, channel_io, floor)
         await self._replay(tail)
         self._check_acknowledged(view)
         changed = self._reconcile_schema()
@@ -319,13 +322,12 @@ class TableStore(Generic[R]):
         self, fences: Sequence[Fence]
     ) -> tuple[_Tail, discord.Message | None]:
         """The log messages the latest readable checkpoint does not cover, and that
-        checkpoint (loaded into the state). A damaged checkpoint is named and skipped: the
-        older one and the log since then give the same state. Commits still in flight when
-        the checkpoint was planned may be older than it: lane 0's commits only grow, so
-        reading on to the first commit below its floor finds them all."""
+        checkpoint (loaded into the state); `LaneScan` decides. A damaged checkpoint is
+        named and skipped: the older one and the log since then give the same state."""
         tail: _Tail = []
         foreign = 0
         checkpoint: discord.Message | None = None
+        scan = LaneScan(0, fences)
         async for message in self.io.history():
             if not self.io.is_ours(message):
                 foreign += 1
@@ -336,31 +338,19 @@ class TableStore(Generic[R]):
             except DatabaseCorruptionError as exc:
                 self._damaged(f"skipped a damaged message: {exc.message}")
                 continue
-            if is_fenced(fences, commit, message.id):
-                continue  # written by a writer past its lease: never acknowledged
-            if checkpoint is not None:
-                if commit < self.state.replay_floor:
-                    break
-                if kind == "log":
-                    tail.append((0, message, blob))
-                continue
-            if kind == "ckpt":
+            take = scan.see(message.id, kind, commit, where=where)
+            if take is Take.STOP:
+                break
+            if take is Take.TAIL:
+                tail.append((0, message, blob))
+            elif take is Take.LOAD:
                 try:
                     await self._load_checkpoint(message, blob or await self.io.read(message))
                 except DatabaseCorruptionError as exc:
                     self._damaged(f"checkpoint {where} is unreadable, using an older one: {exc}")
                     continue
                 checkpoint = message
-                continue
-            if kind == "log":
-                tail.append((0, message, blob))
-            elif kind != "pages":
-                raise DatabaseCorruptionError(
-                    f"{where} holds a {kind!r} blob this version of discobase does not know; "
-                    "was it written by a newer version?",
-                    where=where,
-                    reason="unknown kind",
-                )
+                scan.loaded(self.state.replay_floor)
         if foreign:
             log.info("table %s: ignored %d foreign messages in its channel", self.name, foreign)
         return tail, checkpoint
@@ -386,6 +376,7 @@ class TableStore(Generic[R]):
     async def _lane_tail(self, lane: int, channel_io: ChannelIO, floor: int) -> _Tail:
         """The log messages of a lane thread from commit `floor` on (newest first)."""
         tail: _Tail = []
+        scan = LaneScan(lane, self.state.fences, floor)
         async for message in channel_io.history():
             if not channel_io.is_ours(message):
                 continue
@@ -394,11 +385,11 @@ class TableStore(Generic[R]):
             except DatabaseCorruptionError as exc:
                 self._damaged(f"skipped a damaged message in lane {lane}: {exc.message}")
                 continue
-            if kind != "log" or is_fenced(self.state.fences, commit, message.id):
-                continue
-            if commit < floor:
-                break  # a lane's commits only grow: everything older is in the checkpoint
-            tail.append((lane, message, blob))
+            take = scan.see(message.id, kind, commit, where=channel_io.where(message.id))
+            if take is Take.STOP:
+                break
+            if take is Take.TAIL:
+                tail.append((lane, message, blob))
         return tail
 
     async def _discover_lanes(self) -> None:
@@ -481,8 +472,8 @@ class TableStore(Generic[R]):
 
         async def load(mid: int) -> None:
             async with semaphore:
-                try:
-                    other = await self.io.fetch(mid)
+                try:  # a page message listed with the checkpoint costs no request
+                    other = self.io.listed.get(mid) or await self.io.fetch(mid)
                 except DiscobaseError as exc:
                     if isinstance(exc.__cause__, discord.NotFound):
                         raise DatabaseCorruptionError(
@@ -545,13 +536,8 @@ class TableStore(Generic[R]):
     def _check_acknowledged(self, view: LeaseView) -> None:
         """Writers report their last acknowledged commit in the lease: a commit the log no
         longer holds was deleted by someone, and its writes are lost or reverted."""
-        for term, acked in view.acked(self.name):
-            if acked >= self.state.next_commit:
-                self._damaged(
-                    f"commits {self.state.next_commit}..{acked} acknowledged by writer term "
-                    f"{term} are missing from the log (messages deleted?): the records they "
-                    "saved are lost and the updates they made are reverted"
-                )
+        for what in missing_commits(view.acked(self.name), self.state.next_commit):
+            self._damaged(what)
 
     def _reconcile_schema(self) -> bool:
         """Check the stored schema against the class; apply allowed changes. True if changed."""
@@ -580,13 +566,30 @@ class TableStore(Generic[R]):
         writer goes on where this one stopped."""
         if final:
             return TableMark(
-                self.state.next_rid, self.state.next_commit, self.commits_from, self.acked
+                self.state.next_rid,
+                self.state.next_commit,
+                self.commits_from,
+                self.acked,
+                self._covering_checkpoint(),
             )
         if self.state.next_rid + RID_BLOCK // 2 > self.rids_to:
             self.rids_to = self.state.next_rid + RID_BLOCK
         if self.state.next_commit + COMMIT_BLOCK // 2 > self.commits_to:
             self.commits_to = self.state.next_commit + COMMIT_BLOCK
         return TableMark(self.rids_to, self.commits_to, self.commits_from, self.acked)
+
+    def _covering_checkpoint(self) -> int:
+        """The latest checkpoint's message id if it holds every commit this writer made
+        (nothing queued, in flight, or numbered since it was planned); else 0."""
+        engine = self.engine
+        if (
+            engine is None
+            or self._broken is not None
+            or not engine.idle
+            or self.state.replay_floor != self.state.next_commit
+        ):
+            return 0
+        return engine.latest_checkpoint
 
     def _read_only_error(self) -> ReadOnlyError:
         return ReadOnlyError(
