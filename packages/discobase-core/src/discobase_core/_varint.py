@@ -118,6 +118,15 @@ class Reader:
         self.pos += 1
         return b
 
+    def view(self, n: int) -> memoryview:
+        """The next ``n`` bytes, without copying them (a view of the data)."""
+        end = self.pos + n
+        if n < 0 or end > len(self.data):
+            raise self._fail(f"truncated (wanted {n} bytes)")
+        chunk = memoryview(self.data)[self.pos : end]
+        self.pos = end
+        return chunk
+
     def take(self, n: int) -> bytes:
         """The next ``n`` bytes."""
         end = self.pos + n

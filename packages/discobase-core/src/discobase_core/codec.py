@@ -145,7 +145,9 @@ def _corrupt(where: str, reason: str) -> DatabaseCorruptionError:
     return DatabaseCorruptionError(f"{where}: {reason}", where=where, reason=reason)
 
 
-def unseal(blob: bytes, *, where: str, kind: str | None = None) -> tuple[str, bytes]:
+def unseal(
+    blob: bytes | bytearray | memoryview, *, where: str, kind: str | None = None
+) -> tuple[str, bytes]:
     """Check and strip the framing of ``blob``; returns ``(kind, payload)``.
 
     Raises only :class:`DatabaseCorruptionError` (naming ``where`` and the reason).
@@ -183,7 +185,7 @@ def unseal(blob: bytes, *, where: str, kind: str | None = None) -> tuple[str, by
             where, f"length mismatch ({what}): header says {expected} bytes, got {len(blob)}"
         )
     (crc,) = _U32.unpack_from(blob, pos + length)
-    if zlib.crc32(blob[: pos + length]) != crc:
+    if zlib.crc32(memoryview(blob)[: pos + length]) != crc:  # no copy of a big blob
         raise _corrupt(where, "checksum mismatch: the blob was edited or damaged")
     found = raw_kind.decode("ascii")
     if kind is not None and found != kind:

@@ -297,10 +297,11 @@ def _encode_pack(pages: Mapping[str, bytes]) -> bytes:
     return bytes(out)
 
 
-def _decode_pack(reader: Reader) -> dict[str, bytes]:
+def _decode_pack(reader: Reader) -> dict[str, memoryview]:
     """Inverse of :func:`_encode_pack`; bad UTF-8, a repeated key or a count the bytes cannot
-    hold is corruption."""
-    pages: dict[str, bytes] = {}
+    hold is corruption. Pages are views of the blob: a million records' checkpoint is
+    tens of MB, parsed page by page, never copied whole."""
+    pages: dict[str, memoryview] = {}
     count = reader.count(min_item_bytes=2)
     for _ in range(count):
         key = reader.text()
@@ -310,11 +311,11 @@ def _decode_pack(reader: Reader) -> dict[str, bytes]:
                 where=reader.where,
                 reason="duplicate page",
             )
-        pages[key] = reader.take(reader.uvarint())
+        pages[key] = reader.view(reader.uvarint())
     return pages
 
 
-def read_pages(blob: bytes, *, where: str) -> dict[str, bytes]:
+def read_pages(blob: bytes, *, where: str) -> dict[str, memoryview]:
     """The pages a `pages` blob holds."""
     _, body = unseal(blob, where=where, kind="pages")
     reader = Reader(body, where=where)
@@ -323,7 +324,7 @@ def read_pages(blob: bytes, *, where: str) -> dict[str, bytes]:
     return pages
 
 
-def read_checkpoint(blob: bytes, *, where: str) -> tuple[Manifest, dict[str, bytes]]:
+def read_checkpoint(blob: bytes, *, where: str) -> tuple[Manifest, dict[str, memoryview]]:
     """The manifest a `ckpt` blob holds, and the pages stored beside it."""
     _, body = unseal(blob, where=where, kind="ckpt")
     reader = Reader(body, where=where)
@@ -844,25 +845,40 @@ class TableState:
         for page in self._pages.values():
             page.widen(default_key)
         self.fields = (*self.fields, name)
-        self.indexes[name] = self._index_from_directory(len(self.fields) - 1)
+        self._build_indexes([len(self.fields) - 1])
         self._dirty_directory.update(self._pages)
 
-    def _index_from_directory(self, position: int) -> HashIndex:
-        """The index of field `position`, built from the keys in the directory."""
-        index = self._new_index(position)
-        if self._count and max(self._pages) >> 53 == 0:  # every record id fits an array
-            keys, rids = array("Q"), array("Q")
+    def _build_indexes(self, positions: Iterable[int]) -> None:
+        """(Re)build the indexes of the fields at `positions` from the directory's keys.
+        The bulk path fills two arrays sized once (record ids and one field's keys): arrays
+        grown a page at a time would leave the allocator holding tens of MB at a million
+        records after they are freed."""
+        count = self._count
+        bulk = count and max(self._pages) >> 53 == 0  # every record id fits an array
+        rids = keys = array("Q")
+        if bulk:
+            rids, keys = array("Q", [0]) * count, array("Q", [0]) * count
+            at = 0
             for number, page in self._pages.items():
-                keys.extend(page.keys[position :: page.width])
-                rids.extend(map((number << _SPAN_BITS).__add__, page.offsets))
-            index._put_many_derived(keys, rids)
-        else:
-            key_of = self._key_getter(position)
-            for rid in self.rids():
-                key = key_of(rid)
-                assert key is not None
-                index._put_derived(key, rid)
-        return index
+                rows = len(page.offsets)
+                rids[at : at + rows] = array("Q", map((number << _SPAN_BITS).__add__, page.offsets))
+                at += rows
+        for position in positions:
+            index = self._new_index(position)
+            if bulk:
+                at = 0
+                for page in self._pages.values():
+                    rows = len(page.offsets)
+                    keys[at : at + rows] = page.keys[position :: page.width]
+                    at += rows
+                index._put_many_derived(keys, rids)
+            else:
+                key_of = self._key_getter(position)
+                for rid in self.rids():
+                    key = key_of(rid)
+                    assert key is not None
+                    index._put_derived(key, rid)
+            self.indexes[self.fields[position]] = index
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -989,7 +1005,9 @@ class TableState:
         refs = plan.refs(page_message_ids)
         self.refs = {key: (message_id if mid == SELF else mid) for key, mid in refs.items()}
 
-    def _load_directory(self, manifest: Manifest, page: Callable[[str], bytes], where: str) -> None:
+    def _load_directory(
+        self, manifest: Manifest, page: Callable[[str], bytes | memoryview], where: str
+    ) -> None:
         """Read the directory pages of a checkpoint into compact rows (before the indexes,
         which are built from their keys). Pages are `dirc` (format 3) or `dirp` (formats 1
         and 2, 64-bit keys and whole locations)."""
@@ -1031,7 +1049,7 @@ class TableState:
         cls,
         manifest: Manifest,
         message_id: int,
-        pages_by_message: Mapping[int, Mapping[str, bytes]],
+        pages_by_message: Mapping[int, Mapping[str, bytes | memoryview]],
         *,
         where: str,
     ) -> TableState:
@@ -1049,7 +1067,7 @@ class TableState:
             )
         refs = {key: (message_id if mid == SELF else mid) for key, mid in manifest.refs.items()}
 
-        def page(key: str) -> bytes:
+        def page(key: str) -> bytes | memoryview:
             mid = refs.get(key)
             data = pages_by_message.get(mid, {}).get(key) if mid is not None else None
             if data is None:
@@ -1084,6 +1102,5 @@ class TableState:
                 where=where,
                 reason="record count",
             )
-        for position, name in enumerate(manifest.fields):
-            state.indexes[name] = state._index_from_directory(position)
+        state._build_indexes(range(len(manifest.fields)))
         return state

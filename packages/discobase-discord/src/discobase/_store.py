@@ -466,7 +466,7 @@ class TableStore(Generic[R]):
     async def _load_checkpoint(self, message: discord.Message, blob: bytes) -> None:
         where = self.io.where(message.id)
         manifest, pages = read_checkpoint(blob, where=where)
-        pages_by_message: dict[int, Mapping[str, bytes]] = {message.id: pages}
+        pages_by_message: dict[int, Mapping[str, bytes | memoryview]] = {message.id: pages}
         others = manifest.page_messages - {0, message.id}
         semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
 
