@@ -1200,6 +1200,14 @@ class TableStore(Generic[R]):
             found.append((rid, payload, where))
         return found
 
+    def upcoming(self, rids: Sequence[int]) -> Upcoming:
+        """Where the records `rids` lie, in order, for a caller that reads them in batches
+        (pass `.after(end of the batch)` as `payloads(ahead=...)`)."""
+        return Upcoming(
+            (loc.lane, loc.message_id, loc.entry) if loc is not None else None
+            for loc in map(self.state.location, rids)
+        )
+
     def decode(self, rid: int, payload: bytes, where: str) -> R:
         """The record `rid` from its stored bytes (damage named as RecordUnreadableError)."""
         try:
@@ -1217,10 +1225,7 @@ class TableStore(Generic[R]):
         rids = self.state.candidates(keys)
         found: list[R] = []
         step = 512
-        upcoming = Upcoming(
-            (loc.lane, loc.message_id, loc.entry) if loc is not None else None
-            for loc in map(self.state.location, rids if len(rids) > step else ())
-        )
+        upcoming = self.upcoming(rids if len(rids) > step else ())
         for start in range(0, len(rids), step):
             batch = rids[start : start + step]
             for rid, payload, where in await self.payloads(
