@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from hypothesis import example, given, settings
@@ -277,3 +278,19 @@ def test_the_block_cache_keeps_to_its_budget() -> None:
         assert cache.size <= 1000
     assert cache.get(49, 0) == b"x" * 100
     assert not isinstance(cache.get(0, 0), bytes)  # the oldest went first
+
+
+def test_upcoming_gives_the_next_messages_and_reads_no_further_than_it_needs() -> None:
+    looked: list[int] = []
+
+    def located() -> Iterator[tuple[int, int, int] | None]:
+        for position in range(10_000):
+            looked.append(position)
+            yield None if position % 7 == 0 else (position % 2, position // 100, position % 100)
+
+    upcoming = Upcoming(located())
+    ahead = upcoming.after(250)
+    assert [mid for _, mid, _ in ahead] == list(range(3, 3 + Upcoming.AHEAD))
+    assert len(looked) < 20 * 100
+    assert [mid for _, mid, _ in upcoming.after(1000)][:2] == [10, 11]
+    assert upcoming.after(20_000) == []

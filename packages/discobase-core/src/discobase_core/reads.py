@@ -32,7 +32,7 @@ back in the operations that need them.
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -82,6 +82,7 @@ class _Miss:
 
 
 MISS = _Miss()
+_END = (-1, -1, -1)  # no more locations (Upcoming)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,27 +252,36 @@ def decode_named_chunk(name: str, data: bytes, *, where: str) -> LogChunk:
 
 
 class Upcoming:
-    """The messages a batched scan reaches next: built once from the locations of all the
-    entries it will read, in reading order (None: no location), `after(position)` gives the
-    first location of each of the next `AHEAD` distinct messages from that position on, to
-    pass as a `ReadPlan`'s `ahead`. A batch then reads history pages even when it wants a
-    single message (a message can hold thousands of entries, more than a batch)."""
+    """The messages a batched scan reaches next. Given the locations of the entries it will
+    read, in reading order (None: no location), `after(position)` gives the first location
+    of each of the next `AHEAD` messages from that position on, to pass as a `ReadPlan`'s
+    `ahead`: then a batch reads history pages even when it wants a single message (a message
+    can hold thousands of entries, more than a batch). Lazy, for positions that only grow:
+    a scan that stops early (a limit) never looks at the rest."""
 
     AHEAD = 16
 
     def __init__(self, located: Iterable[tuple[int, int, int] | None]) -> None:
-        self._positions: list[int] = []
-        self._firsts: list[tuple[int, int, int]] = []
-        seen: set[int] = set()
-        for position, where in enumerate(located):
-            if where is not None and where[1] not in seen:
-                seen.add(where[1])
-                self._positions.append(position)
-                self._firsts.append(where)
+        self._source = iter(located)
+        self._position = 0  # of the next location to look at
+        self._last: int | None = None  # message id of the previous location
+        self._marks: deque[tuple[int, tuple[int, int, int]]] = deque()
 
     def after(self, position: int) -> list[tuple[int, int, int]]:
-        at = bisect.bisect_left(self._positions, position)
-        return self._firsts[at : at + self.AHEAD]
+        while self._marks and self._marks[0][0] < position:
+            self._marks.popleft()
+        while len(self._marks) < self.AHEAD:
+            where = next(self._source, _END)
+            if where is _END:
+                break
+            at = self._position
+            self._position += 1
+            if where is None or where[1] == self._last:
+                continue
+            self._last = where[1]
+            if at >= position:
+                self._marks.append((at, where))
+        return [where for _, where in self._marks]
 
 
 @dataclass
