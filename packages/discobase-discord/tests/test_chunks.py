@@ -146,3 +146,27 @@ async def test_a_crash_after_a_big_commit_replays_its_chunked_messages(
     for record in saved[::250]:
         [found] = await Item2.find(marker=record.marker)
         assert (found.disco_id, found.body) == (record.disco_id, BODY)
+
+
+async def test_a_cold_scan_reads_a_history_page_not_each_message_alone(
+    make_db: MakeDb, emu: Emulator
+) -> None:
+    db = make_db(lanes=1)
+    Item = item_table(db)
+    db.login_task(TOKEN)
+    await db.wait_ready()
+    for _ in range(3):  # three commits: three chunked messages of more entries than a batch
+        await bulk(Item)
+    await db.close()
+
+    again = make_db(lanes=1)
+    Item2 = item_table(again)
+    again.login_task(TOKEN)
+    await again.wait_ready()
+    mark = await emu.control.mark()
+    found = await Item2.find()
+    assert len(found) == 3 * COUNT
+    assert len({r.disco_id for r in found}) == 3 * COUNT
+    metrics = await emu.control.metrics(since=mark)
+    assert metrics["requests"] == 1  # one history page holds all three messages
+    assert metrics["cdn_requests"] <= 3 * 10  # each chunk downloaded once

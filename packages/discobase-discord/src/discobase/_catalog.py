@@ -507,8 +507,10 @@ async def iter_records(cls: type[Table], *, chunk: int = 256) -> AsyncIterator[T
     memory holds one chunk (plus the store's bounded block cache), not the table."""
     store = cls._store()
     rids = store.state.rids()
+    upcoming = store.upcoming(rids)
     for start in range(0, len(rids), chunk):
-        for record in await _read(cls, rids[start : start + chunk]):
+        batch = rids[start : start + chunk]
+        for record in await _read(cls, batch, ahead=upcoming.after(start + chunk)):
             yield record
 
 
@@ -548,14 +550,21 @@ def contains_id(cls: type[Table], rid: int) -> bool:
     return rid in cls._store().state
 
 
-async def _payloads(cls: type[Table], rids: Sequence[int]) -> list[tuple[int, bytes, str]]:
-    """(id, encoded record, where it is stored) of the live records among `rids`."""
-    return await cls._store().payloads(rids)
+async def _payloads(
+    cls: type[Table], rids: Sequence[int], ahead: Sequence[tuple[int, int, int]] = ()
+) -> list[tuple[int, bytes, str]]:
+    """(id, encoded record, where it is stored) of the live records among `rids`; `ahead`:
+    where the records read next lie (TableStore.upcoming), so whole-table reads read
+    history pages."""
+    return await cls._store().payloads(rids, ahead=ahead)
 
 
-async def _read(cls: type[Table], rids: Sequence[int]) -> list[Table]:
+async def _read(
+    cls: type[Table], rids: Sequence[int], ahead: Sequence[tuple[int, int, int]] = ()
+) -> list[Table]:
     store = cls._store()
-    return [store.decode(rid, payload, where) for rid, payload, where in await _payloads(cls, rids)]
+    found = await _payloads(cls, rids, ahead)
+    return [store.decode(rid, payload, where) for rid, payload, where in found]
 
 
 @dataclass
@@ -583,10 +592,11 @@ async def verify_table(cls: type[Table], *, repair: bool = False) -> TableCheck:
     name = store.name
     report = TableCheck(name, records=len(store.state))
     rids = store.state.rids()
+    upcoming = store.upcoming(rids)
     for start in range(0, len(rids), 256):
         batch = rids[start : start + 256]
         try:
-            records = await _read(cls, batch)
+            records = await _read(cls, batch, upcoming.after(start + 256))
         except DiscobaseError:
             records = []
             for rid in batch:  # one at a time, to name each unreadable record
@@ -660,8 +670,10 @@ async def table_stats(cls: type[Table]) -> TableStats:
                 stored += sum(a.size for a in message.attachments)
     live = 0
     rids = state.rids()
+    upcoming = store.upcoming(rids)
     for start in range(0, len(rids), 256):
-        live += sum(len(p) for _, p, _ in await _payloads(cls, rids[start : start + 256]))
+        batch, ahead = rids[start : start + 256], upcoming.after(start + 256)
+        live += sum(len(p) for _, p, _ in await _payloads(cls, batch, ahead))
     return TableStats(
         table=store.name,
         records=len(state),

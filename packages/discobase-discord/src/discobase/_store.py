@@ -14,7 +14,10 @@ every record. Commits are numbered; replay merges the lanes by commit number.
 Reads: a record lives at (lane, message id, entry). A big commit's messages are chunked
 (discobase_core.log): each attachment holds a run of entries and is decodable on its own,
 and its name says which, so a lookup downloads only the attachments holding the entries it
-wants and caches them as chunks; replay and compaction read whole messages.
+wants and caches them as chunks; replay and compaction read whole messages. What a lookup
+or scan reads (history pages or single messages, which attachments, what the cache
+answers) is decided by the sans-IO `ReadPlan` (discobase_core.reads); `_load_blocks`
+performs its operations.
 
 Only the holder of the database's lease writes (discobase/_lease.py): ids and commit numbers
 come from its reservation, every nonce names its term, and a commit is acknowledged only
@@ -27,12 +30,10 @@ is named (table, record ids, message) when a read needs it.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import hashlib
 import logging
 import re
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -68,7 +69,6 @@ from discobase_core.lease import (
     merge_fences,
 )
 from discobase_core.log import (
-    CHUNK_KIND,
     MAX_RECORD_BYTES,
     Delete,
     Entry,
@@ -77,13 +77,22 @@ from discobase_core.log import (
     Put,
     assemble_chunks,
     chunk_files,
-    chunk_for_entry,
     decode_block,
-    decode_chunk,
-    parse_file_name,
     plan_blob,
 )
 from discobase_core.opening import LaneScan, Take, lanes_to_read, missing_commits
+from discobase_core.reads import (
+    BlockCache,
+    FetchMessage,
+    KnownMessages,
+    ReadBlock,
+    ReadOp,
+    ReadPage,
+    ReadPlan,
+    Seen,
+    Upcoming,
+    decode_named_chunk,
+)
 from discobase_core.schema import TableSchema, check_compatible
 from discobase_core.state import TableState, read_checkpoint, read_pages
 
@@ -99,15 +108,6 @@ R = TypeVar("R", bound="Table")
 
 CHECKPOINT_EVERY = CHECKPOINT_MESSAGES  # log messages between checkpoints at most
 _FETCH_CONCURRENCY = 8
-_KNOWN_MESSAGES = 4096  # chunked log messages whose attachment lists are kept, per table
-_Payloads = tuple[bytes | None, ...]
-
-
-class _Miss:
-    """Not in the block cache."""
-
-
-MISS = _Miss()
 _Tail = list[tuple[int, discord.Message, bytes | None]]  # (lane, message, blob if read)
 
 
@@ -133,65 +133,6 @@ class _Op:
     )
 
 
-class _BlockCache:
-    """Decoded log entries by (message id, first entry): whole blocks (first entry 0) and
-    the chunks of chunked messages read one attachment at a time. Least recently used
-    first out, bounded in bytes."""
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.size = 0
-        # (message id, first entry) -> (payloads, whether they run to the message's end)
-        self._blocks: OrderedDict[tuple[int, int], tuple[_Payloads, bool]] = OrderedDict()
-        self._firsts: dict[int, list[int]] = {}  # message id -> its cached first entries
-
-    def get(self, message_id: int, entry: int) -> bytes | _Miss | None:
-        """The payload of entry `entry` of a message (None: a delete, or no such entry),
-        or MISS if that part of the message is not cached."""
-        firsts = self._firsts.get(message_id)
-        if not firsts:
-            return MISS
-        at = bisect.bisect_right(firsts, entry) - 1
-        if at < 0:
-            return MISS
-        key = (message_id, firsts[at])
-        payloads, to_end = self._blocks[key]
-        self._blocks.move_to_end(key)
-        offset = entry - firsts[at]
-        if offset < len(payloads):
-            return payloads[offset]
-        return None if to_end else MISS
-
-    def put(self, message_id: int, block: LogBlock) -> None:
-        """Cache the whole block of a message."""
-        for first in list(self._firsts.get(message_id, ())):
-            self._drop((message_id, first))
-        self._add(message_id, 0, block.entries, to_end=True)
-
-    def put_chunk(self, message_id: int, chunk: LogChunk) -> None:
-        """Cache one chunk of a chunked message."""
-        if (message_id, chunk.first) in self._blocks:
-            return
-        to_end = chunk.first + len(chunk.entries) == chunk.total
-        self._add(message_id, chunk.first, chunk.entries, to_end=to_end)
-
-    def _add(self, message_id: int, first: int, entries: Sequence[Entry], *, to_end: bool) -> None:
-        payloads = tuple(e.payload if isinstance(e, Put) else None for e in entries)
-        self._blocks[(message_id, first)] = (payloads, to_end)
-        bisect.insort(self._firsts.setdefault(message_id, []), first)
-        self.size += _weight(payloads)
-        while self.size > self.budget and len(self._blocks) > 1:
-            self._drop(next(iter(self._blocks)))
-
-    def _drop(self, key: tuple[int, int]) -> None:
-        payloads, _ = self._blocks.pop(key)
-        self.size -= _weight(payloads)
-        firsts = self._firsts[key[0]]
-        firsts.remove(key[1])
-        if not firsts:
-            del self._firsts[key[0]]
-
-
 def _maybe_sent(exc: BaseException) -> bool:
     """Whether a failed commit may have reached Discord (a send whose answer was lost, or
     a cancellation in the middle of one), as opposed to failing before anything was sent."""
@@ -200,8 +141,9 @@ def _maybe_sent(exc: BaseException) -> bool:
     return not isinstance(exc, Exception)
 
 
-def _weight(payloads: _Payloads) -> int:
-    return sum(len(p) for p in payloads if p is not None) + 16 * len(payloads)
+def _seen(channel_io: ChannelIO, message: discord.Message) -> Seen[discord.Message]:
+    """A message as the read planner sees it (discobase_core.reads)."""
+    return Seen(message.id, channel_io.is_ours(message), tuple(file_names(message)), message)
 
 
 class TableStore(Generic[R]):
@@ -238,9 +180,9 @@ class TableStore(Generic[R]):
         self.erase_after = erase_after
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
-        self._cache = _BlockCache(cache_bytes)
+        self._cache = BlockCache(cache_bytes)
         self._loading: dict[tuple[int, int], asyncio.Future[bytes | None]] = {}
-        self._messages: OrderedDict[tuple[int, int], discord.Message] = OrderedDict()
+        self._known: KnownMessages[discord.Message] = KnownMessages()
         self._replayed = (0, 0)  # log messages and bytes replayed at open
         self._page_sizes: dict[str, int] = {}  # the loaded checkpoint's pages
         self._wrote = False  # a database that only read leaves the channel as it found it
@@ -1092,86 +1034,51 @@ class TableStore(Generic[R]):
         channel_io: ChannelIO, message: discord.Message, name: str, data: bytes
     ) -> LogChunk:
         where = f"attachment {name} of {channel_io.where(message.id)}"
-        chunk = decode_chunk(data, where=where)[0]
-        if parse_file_name(name) != (CHUNK_KIND, chunk.commit, chunk.first):
-            raise DatabaseCorruptionError(
-                f"{where} holds entries from {chunk.first}, not what its name says",
-                where=where,
-                reason="bad chunk name",
-            )
-        return chunk
+        return decode_named_chunk(name, data, where=where)
+
+    def _where(self, lane: int, message_id: int) -> str:
+        channel_io = self.ios[lane] if lane < len(self.ios) else None
+        return channel_io.where(message_id) if channel_io else f"message {message_id} (lane {lane})"
 
     async def _load_blocks(
-        self, wanted: set[tuple[int, int, int]]
+        self,
+        wanted: set[tuple[int, int, int]],
+        ahead: Sequence[tuple[int, int, int]] = (),
     ) -> tuple[dict[tuple[int, int], bytes | None], dict[tuple[int, int], str]]:
         """The payloads of the `wanted` (lane, message id, entry) log entries, by (message
-        id, entry) (None: the entry is a delete, or there is no such entry): from the cache,
-        or read from Discord. A chunked message already seen costs no history request (its
-        attachment list is kept); otherwise one wanted message is fetched alone (one small
-        request); more
-        are read a history page (up to 100 messages, one request) at a time, so never more
-        requests than messages, and records saved one by one are read 100 messages per
-        request. Of a chunked message only the attachments holding wanted entries are
-        downloaded; inline blocks that come along in a page are cached too.
-
-        Also returns, by (message id, entry), why a wanted entry cannot be read (gone or
-        damaged: a damaged chunk costs only its own entries)."""
-        found: dict[tuple[int, int], bytes | None] = {}
-        failed: dict[tuple[int, int], str] = {}
+        id, entry) (None: the entry is a delete, or there is no such entry), and why each
+        that cannot be read cannot (gone or damaged: a damaged chunk costs only its own
+        entries). What to read is the `ReadPlan`'s to decide (discobase_core.reads; `ahead`:
+        the entries the caller reads next, so a scan reads history pages, not messages one by
+        one); this performs its operations. Entries another read is loading are awaited,
+        not read twice."""
+        lost = [lane for lane, channel_io in enumerate(self.ios) if channel_io is None]
+        plan: ReadPlan[discord.Message] = ReadPlan(
+            self.name,
+            self._cache,
+            self._known,
+            wanted,
+            ahead=ahead,
+            lost_lanes=lost,
+            where=self._where,
+        )
         others: dict[tuple[int, int], asyncio.Future[bytes | None]] = {}
-        mine: dict[int, dict[int, set[int]]] = {}  # lane -> message id -> entries to read
-        for lane, message_id, entry in wanted:
+        mine: list[tuple[int, int, int]] = []
+        for lane, message_id, entry in plan.cached():
             key = (message_id, entry)
-            cached = self._cache.get(message_id, entry)
-            if not isinstance(cached, _Miss):
-                found[key] = cached
-            elif self.ios[lane] is None:
-                failed[key] = f"lane {lane} of table {self.name} is gone (deleted?)"
-            elif key in self._loading:
+            if key in self._loading:
                 others[key] = self._loading[key]
             else:
-                mine.setdefault(lane, {}).setdefault(message_id, set()).add(entry)
+                mine.append((lane, message_id, entry))
         loop = asyncio.get_running_loop()
-        futures = {
-            (mid, entry): loop.create_future()
-            for by_message in mine.values()
-            for mid, entries in by_message.items()
-            for entry in entries
-        }
+        futures = {(mid, entry): loop.create_future() for _, mid, entry in mine}
         self._loading.update(futures)
-
-        def done(key: tuple[int, int], payload: bytes | None = None, why: str = "") -> None:
-            if why:
-                failed[key] = why
-            else:
-                found[key] = payload
-                futures[key].set_result(payload)
-
         try:
-            for lane, pending in mine.items():
-                channel_io = self.ios[lane]
-                assert channel_io is not None
-                while pending:
-                    last: int | None = None
-                    known = [self._messages.get((lane, mid)) for mid in pending]
-                    if all(message is not None for message in known):
-                        page = [message for message in known if message is not None]
-                    elif len(pending) == 1:
-                        page = await self._fetch_alone(channel_io, next(iter(pending)))
-                    else:
-                        page = await channel_io.page_after(min(pending) - 1)
-                        last = page[-1].id if len(page) == channel_io.PAGE else None
-                    self._remember(lane, channel_io, page)
-                    read = await self._entries_of(lane, channel_io, page, pending)
-                    for key, (payload, why) in read.items():
-                        pending[key[0]].discard(key[1])
-                        done(key, payload, why)
-                    for mid in [mid for mid, entries in pending.items() if not entries]:
-                        del pending[mid]
-                    for mid in [mid for mid in pending if last is None or mid <= last]:
-                        why = f"{channel_io.where(mid)} is gone (deleted by someone?)"
-                        for entry in pending.pop(mid):
-                            done((mid, entry), why=why)
+            await self._drive_reads(plan, plan.start(mine))
+            for key, payload in plan.found.items():
+                future = futures.get(key)
+                if future is not None and not future.done():
+                    future.set_result(payload)
         except BaseException as exc:
             for future in futures.values():
                 if not future.done():
@@ -1183,9 +1090,10 @@ class TableStore(Generic[R]):
                 self._loading.pop(key, None)
                 if not future.done():
                     future.set_exception(
-                        RecordUnreadableError(failed.get(key, "unreadable"), table=self.name)
+                        RecordUnreadableError(plan.failed.get(key, "unreadable"), table=self.name)
                     )
                     future.exception()
+        found, failed = plan.found, plan.failed
         for key, other in others.items():
             try:
                 found[key] = await other
@@ -1193,120 +1101,68 @@ class TableStore(Generic[R]):
                 failed[key] = exc.message
         return found, failed
 
-    def _remember(self, lane: int, channel_io: ChannelIO, page: Sequence[discord.Message]) -> None:
-        """Keep the chunked log messages of a page (their attachment URLs): reading another
-        chunk of one later costs no history request. Bounded; an expired URL is refreshed
-        by ChannelIO.read_files."""
-        for message in page:
-            if channel_io.is_ours(message) and chunk_files(file_names(message)) is not None:
-                self._messages[(lane, message.id)] = message
-                self._messages.move_to_end((lane, message.id))
-        while len(self._messages) > _KNOWN_MESSAGES:
-            self._messages.popitem(last=False)
-
-    @staticmethod
-    async def _fetch_alone(channel_io: ChannelIO, message_id: int) -> list[discord.Message]:
-        """One message by id, as a page of one (empty if it is gone)."""
-        try:
-            return [await channel_io.fetch(message_id)]
-        except DiscobaseError as exc:
-            if isinstance(exc.__cause__, discord.NotFound):
-                return []
-            raise
-
-    async def _entries_of(
-        self,
-        lane: int,
-        channel_io: ChannelIO,
-        page: Sequence[discord.Message],
-        wanted: Mapping[int, set[int]],
-    ) -> dict[tuple[int, int], tuple[bytes | None, str]]:
-        """Read the wanted entries of the messages of a history page: (payload, "") or
-        (None, why it cannot be read) by (message id, entry). Only the chunks holding wanted
-        entries are downloaded; inline blocks are decoded and cached along the way (damage
-        in those only matters if they are wanted)."""
+    async def _drive_reads(
+        self, plan: ReadPlan[discord.Message], first: list[ReadOp[discord.Message]]
+    ) -> None:
+        """Perform the plan's operations (up to _FETCH_CONCURRENCY at once) until it has
+        none left; a failure that is not about one message's data fails the whole read."""
         semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
-        out: dict[tuple[int, int], tuple[bytes | None, str]] = {}
+        running: set[asyncio.Task[list[ReadOp[discord.Message]]]] = set()
 
-        async def whole(message: discord.Message, entries: set[int]) -> None:
+        def launch(ops: list[ReadOp[discord.Message]]) -> None:
+            for op in ops:
+                running.add(asyncio.create_task(self._perform_read(plan, op, semaphore)))
+
+        launch(first)
+        try:
+            while running:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    running.discard(task)
+                    launch(task.result())
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+
+    async def _perform_read(
+        self,
+        plan: ReadPlan[discord.Message],
+        op: ReadOp[discord.Message],
+        semaphore: asyncio.Semaphore,
+    ) -> list[ReadOp[discord.Message]]:
+        """One operation of a read plan, reported back to it: its next operations."""
+        channel_io = self.ios[op.lane]
+        assert channel_io is not None
+        if isinstance(op, ReadPage):
+            async with semaphore:
+                page = await channel_io.page_after(op.after)
+            return plan.page_read(op, [_seen(channel_io, message) for message in page])
+        if isinstance(op, FetchMessage):
             try:
                 async with semaphore:
-                    block = await self._read_block(channel_io, message)
-            except DatabaseCorruptionError as exc:
-                for entry in entries:
-                    out[(message.id, entry)] = (None, exc.message)
-                return
-            self._cache.put(message.id, block)
-            for entry in entries:
-                held = block.entries[entry] if entry < len(block.entries) else None
-                out[(message.id, entry)] = (held.payload if isinstance(held, Put) else None, "")
-
-        async def chunked(message: discord.Message, entries: set[int]) -> None:
-            names = file_names(message)
-            by_name: dict[str, set[int]] = {}
-            for entry in entries:
-                name = chunk_for_entry(names, entry)
-                if name is None:  # the message starts past it: an attachment is missing
-                    out[(message.id, entry)] = (None, "no attachment holds its entry")
-                    continue
-                by_name.setdefault(name, set()).add(entry)
-            if not by_name:
-                return
-            try:
-                async with semaphore:
-                    files = await channel_io.read_files(message, list(by_name))
+                    message = await channel_io.fetch(op.message_id)
             except DiscobaseError as exc:
                 if not isinstance(exc.__cause__, discord.NotFound):
                     raise
-                self._messages.pop((lane, message.id), None)
-                why = f"{channel_io.where(message.id)} is gone (deleted by someone?)"
-                for entries_of_name in by_name.values():
-                    for entry in entries_of_name:
-                        out[(message.id, entry)] = (None, why)
-                return
-            for name, data in files:
-                try:
-                    chunk = self._decode_chunk(channel_io, message, name, data)
-                except DatabaseCorruptionError as exc:
-                    for entry in by_name[name]:
-                        out[(message.id, entry)] = (None, exc.message)
-                    continue
-                self._cache.put_chunk(message.id, chunk)
-                for entry in by_name[name]:
-                    offset = entry - chunk.first
-                    held = chunk.entries[offset] if offset < len(chunk.entries) else None
-                    out[(message.id, entry)] = (
-                        held.payload if isinstance(held, Put) else None,
-                        "",
-                    )
-
-        async def inline(message: discord.Message) -> None:
-            try:
-                blob = await channel_io.read(message)
-                if unseal(blob, where=channel_io.where(message.id))[0] == "log":
-                    block = decode_block(blob, where=channel_io.where(message.id))[0]
-                    self._cache.put(message.id, block)
-            except DatabaseCorruptionError:
-                pass  # not wanted: its damage matters when someone reads it
-
-        tasks: list[Awaitable[None]] = []
-        for message in page:
-            if not channel_io.is_ours(message):
-                continue
-            named = describe(message)
-            entries = wanted.get(message.id)
-            if entries:
-                if named is not None and named[0] != "log":
-                    for entry in entries:
-                        out[(message.id, entry)] = (None, "its message holds no log entries")
-                elif chunk_files(file_names(message)) is not None:
-                    tasks.append(chunked(message, entries))
-                else:
-                    tasks.append(whole(message, entries))
-            elif named is None:  # inline: decoding costs nothing but CPU
-                tasks.append(inline(message))
-        await asyncio.gather(*tasks)
-        return out
+                return plan.fetched(op, None)
+            return plan.fetched(op, _seen(channel_io, message))
+        try:
+            if isinstance(op, ReadBlock):
+                if not op.message.names:  # inline: nothing to download
+                    return plan.block_read(op, await channel_io.read(op.message.handle))
+                async with semaphore:
+                    blob = await channel_io.read(op.message.handle)
+                return plan.block_read(op, blob)
+            async with semaphore:
+                files = await channel_io.read_files(op.message.handle, op.names)
+            return plan.chunks_read(op, files)
+        except DatabaseCorruptionError as exc:
+            return plan.read_failed(op, exc.message)
+        except DiscobaseError as exc:
+            if not isinstance(exc.__cause__, discord.NotFound):
+                raise
+            return plan.read_failed(op, "gone", gone=True)
 
     def _unreadable(self, rids: Sequence[int], where: str, why: str) -> RecordUnreadableError:
         shown = ", ".join(map(str, rids[:20])) + (" ..." if len(rids) > 20 else "")
@@ -1320,12 +1176,15 @@ class TableStore(Generic[R]):
             reason=why,
         )
 
-    async def payloads(self, rids: Sequence[int]) -> list[tuple[int, bytes, str]]:
+    async def payloads(
+        self, rids: Sequence[int], *, ahead: Sequence[tuple[int, int, int]] = ()
+    ) -> list[tuple[int, bytes, str]]:
         """(id, encoded record, where it is stored) of the live records among `rids`, in
-        their order; RecordUnreadableError names the records that are damaged or gone."""
+        their order; RecordUnreadableError names the records that are damaged or gone.
+        `ahead`: (lane, message id, entry) of what the caller reads next (`Upcoming`)."""
         located = [(rid, loc) for rid in rids if (loc := self.state.location(rid)) is not None]
         loaded, failed = await self._load_blocks(
-            {(loc.lane, loc.message_id, loc.entry) for _, loc in located}
+            {(loc.lane, loc.message_id, loc.entry) for _, loc in located}, ahead
         )
         if failed:
             (mid, _), why = min(failed.items())
@@ -1345,6 +1204,14 @@ class TableStore(Generic[R]):
             found.append((rid, payload, where))
         return found
 
+    def upcoming(self, rids: Sequence[int]) -> Upcoming:
+        """Where the records `rids` lie, in order, for a caller that reads them in batches
+        (pass `.after(end of the batch)` as `payloads(ahead=...)`)."""
+        return Upcoming(
+            (loc.lane, loc.message_id, loc.entry) if loc is not None else None
+            for loc in map(self.state.location, rids)
+        )
+
     def decode(self, rid: int, payload: bytes, where: str) -> R:
         """The record `rid` from its stored bytes (damage named as RecordUnreadableError)."""
         try:
@@ -1362,8 +1229,12 @@ class TableStore(Generic[R]):
         rids = self.state.candidates(keys)
         found: list[R] = []
         step = 512
+        upcoming = self.upcoming(rids if len(rids) > step else ())
         for start in range(0, len(rids), step):
-            for rid, payload, where in await self.payloads(rids[start : start + step]):
+            batch = rids[start : start + step]
+            for rid, payload, where in await self.payloads(
+                batch, ahead=upcoming.after(start + step)
+            ):
                 record = self.decode(rid, payload, where)
                 if any(
                     canonical_bytes(getattr(record, name)) != value
