@@ -33,7 +33,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import discord
@@ -124,13 +124,12 @@ class CompactionReport:
     messages_left: int  # garbage still to delete (Discord refused for now: retried later)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Op:
     entry: Entry
     record: Table | None
-    future: asyncio.Future[int] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    future: asyncio.Future[int]
+    saving: bool = False  # the record's save(): its `_disco_saving` is cleared when over
 
 
 class _BlockCache:
@@ -643,15 +642,17 @@ class TableStore(Generic[R]):
                 table=self.name,
             )
         keys = self._keys(record)
-        rid = record.disco_id
+        private = record._private()
+        rid = private["_disco_id"]
         if rid is None:
             rid = self.state.allocate_rid()
-        elif not new and not record._disco_unsure and not self.exists(rid):
+        elif not new and not private["_disco_unsure"] and not self.exists(rid):
             raise NotFoundError(
                 f"{self.name} record {rid} does not exist (deleted?)", table=self.name, id=rid
             )
-        future = self._enqueue(_Op(Put(rid, keys, payload), record))
-        record._disco_id = rid
+        loop = asyncio.get_running_loop()
+        future = self._enqueue(_Op(Put(rid, keys, payload), record, loop.create_future(), new))
+        private["_disco_id"] = rid
         return future
 
     def delete(self, record: R) -> asyncio.Future[int]:
@@ -663,7 +664,8 @@ class TableStore(Generic[R]):
                 table=self.name,
                 id=rid,
             )
-        return self._enqueue(_Op(Delete(rid), record))
+        future = asyncio.get_running_loop().create_future()
+        return self._enqueue(_Op(Delete(rid), record, future))
 
     def _nonce(self, channel_io: ChannelIO, commit: int, part: str) -> str:
         """Unique per writer term, channel, commit and part: a retried send carries the
@@ -824,12 +826,17 @@ class TableStore(Generic[R]):
             self.lease.note_acked()
             for op in ops:
                 self._settle(op)
-                if op.record is not None and op.record.disco_id == op.entry.rid:
-                    op.record._disco_unsure = False
-                    if isinstance(op.entry, Delete) and not self.exists(op.entry.rid):
-                        op.record._disco_id = None
+                rid = op.entry.rid
+                if op.record is not None:
+                    private = op.record._private()
+                    if op.saving:
+                        private["_disco_saving"] = None
+                    if private["_disco_id"] == rid:
+                        private["_disco_unsure"] = False
+                        if type(op.entry) is Delete and not self.exists(rid):
+                            private["_disco_id"] = None
                 if not op.future.done():
-                    op.future.set_result(op.entry.rid)
+                    op.future.set_result(rid)
 
     def _fail(self, batch: list[_Op], exc: BaseException, *, attempted: bool) -> None:
         """Fail every write of a commit. A write that may have been stored keeps its id on
@@ -838,6 +845,8 @@ class TableStore(Generic[R]):
         for op in batch:
             self._settle(op)
             record = op.record
+            if op.saving and record is not None:
+                record._private()["_disco_saving"] = None
             if isinstance(op.entry, Put) and record is not None and record.disco_id == op.entry.rid:
                 if maybe:
                     record._disco_unsure = True
