@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
+from discobase_core.codec import PRIVATE_INIT_MARK, PYDANTIC_PRIVATE_INIT
 from discobase_core.errors import (
     DatabaseStorageError,
     DatabaseTableError,
@@ -59,7 +60,7 @@ class Table(BaseModel):
             if getattr(self, "__pydantic_private__", None) is None:
                 object.__setattr__(self, "__pydantic_private__", defaults.copy())
 
-        init_private.__disco_private__ = True  # type: ignore[attr-defined]
+        setattr(init_private, PRIVATE_INIT_MARK, True)  # it only starts private attributes
         cls.model_post_init = init_private  # type: ignore[method-assign]
 
     def _private(self) -> dict[str, Any]:
@@ -249,7 +250,7 @@ def _private_defaults(cls: type[BaseModel]) -> dict[str, Any] | None:
     at construction and again when read back; a bulk load makes and reads back every record.
     """
     hook = inspect.unwrap(cls.model_post_init)
-    if hook is not _PYDANTIC_PRIVATE_INIT and not getattr(hook, "__disco_private__", False):
+    if hook is not PYDANTIC_PRIVATE_INIT and getattr(hook, PRIVATE_INIT_MARK, False) is not True:
         return None
     defaults: dict[str, Any] = {}
     for name, attr in cls.__private_attributes__.items():
@@ -258,7 +259,3 @@ def _private_defaults(cls: type[BaseModel]) -> dict[str, Any] | None:
             return None
         defaults[name] = default
     return defaults
-
-
-# pydantic's start of private attributes, as Table (which defines no model_post_init) has it.
-_PYDANTIC_PRIVATE_INIT = inspect.unwrap(Table.model_post_init)
