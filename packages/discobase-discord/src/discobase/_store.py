@@ -99,6 +99,8 @@ R = TypeVar("R", bound="Table")
 
 CHECKPOINT_EVERY = CHECKPOINT_MESSAGES  # log messages between checkpoints at most
 _FETCH_CONCURRENCY = 8
+# Ids reserved ahead at most (after a crash, the next writer's ids jump by at most this).
+_MAX_RIDS_AHEAD = 1 << 20
 _KNOWN_MESSAGES = 4096  # chunked log messages whose attachment lists are kept, per table
 _Payloads = tuple[bytes | None, ...]
 
@@ -248,6 +250,7 @@ class TableStore(Generic[R]):
         # The writer's term: its first commit number, reservations and last acknowledged.
         self.commits_from = 0
         self.rids_to = 0
+        self._rids_marked: int | None = None  # next_rid at the last report
         self.commits_to = 0
 
     @property
@@ -580,8 +583,15 @@ class TableStore(Generic[R]):
             return TableMark(
                 self.state.next_rid, self.state.next_commit, self.commits_from, self.acked
             )
-        if self.state.next_rid + RID_BLOCK // 2 > self.rids_to:
-            self.rids_to = self.state.next_rid + RID_BLOCK
+        # Ahead by at least twice the ids taken since the last report: a bulk load takes
+        # ids faster than RID_BLOCK a beat, and a commit past the reservation waits for a
+        # beat of its own, behind the lease channel's 5 sends per 5 s (seconds per commit).
+        next_rid = self.state.next_rid
+        taken = next_rid - (next_rid if self._rids_marked is None else self._rids_marked)
+        self._rids_marked = next_rid
+        ahead = min(max(RID_BLOCK, 2 * taken), _MAX_RIDS_AHEAD)
+        if next_rid + ahead // 2 > self.rids_to:
+            self.rids_to = next_rid + ahead
         if self.state.next_commit + COMMIT_BLOCK // 2 > self.commits_to:
             self.commits_to = self.state.next_commit + COMMIT_BLOCK
         return TableMark(self.rids_to, self.commits_to, self.commits_from, self.acked)
