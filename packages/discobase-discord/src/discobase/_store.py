@@ -611,6 +611,8 @@ class TableStore(Generic[R]):
     # -- writing ---------------------------------------------------------------------------
 
     def _keys(self, record: R) -> tuple[int, ...]:
+        if self.state.fields == self.hasher.fields:  # the usual case: one order
+            return self.hasher.key_tuple(record)
         keys = self.hasher.keys(record)
         return tuple(keys[name] for name in self.state.fields)
 
