@@ -60,11 +60,21 @@ LOOKUPS = 1000
 
 
 def bio(i: int) -> str:
-    """About 120 characters of deterministic pseudo-random words."""
-    rng = random.Random(i)
+    """About 120 characters of deterministic pseudo-random words: `random.Random(i).choice`
+    of WORDS until the words, with a space each, reach 120 characters. Spelled out (a
+    choice is `getrandbits` of the bits of len(WORDS) until one is below it), four times
+    faster: generating the records is not what the load phases measure."""
+    getrandbits = random.Random(i).getrandbits
+    count = len(WORDS)
+    bits = count.bit_length()
     words: list[str] = []
-    while sum(len(w) + 1 for w in words) < 120:
-        words.append(rng.choice(WORDS))
+    length = 0
+    while length < 120:
+        r = getrandbits(bits)
+        while r >= count:
+            r = getrandbits(bits)
+        words.append(WORDS[r])
+        length += len(WORDS[r]) + 1
     return " ".join(words)
 
 

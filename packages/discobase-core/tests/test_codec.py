@@ -17,8 +17,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     field_serializer,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -33,6 +35,7 @@ from discobase_core.codec import (
     armored_length,
     dearmor,
     max_payload_for_content,
+    plain_fields,
     seal,
     sealed_length,
     unseal,
@@ -500,3 +503,108 @@ def test_a_validator_raising_type_error_is_refused_at_save() -> None:
     with pytest.raises(InvalidRecordError, match="TypeError") as info:
         RecordCodec(Picky).encode(record)
     assert info.value.code == "invalid_record"
+
+
+class _Plain(BaseModel):
+    name: str
+    age: int = 0
+    flag: bool = False
+    raw: bytes = b""
+    nick: str = Field(default="", alias="Nick")
+
+
+def test_plain_models_are_told_apart() -> None:
+    # plain_fields() says when reading a record back cannot change it, so encode() may skip
+    # the read-back; anything that can change a value on validation makes a model not plain.
+    assert plain_fields(_Plain) == {
+        "name": str,
+        "age": int,
+        "flag": bool,
+        "raw": bytes,
+        "nick": str,
+    }
+    assert plain_fields(User) is not None
+
+    class Constrained(BaseModel):
+        name: Annotated[str, Field(max_length=3)]
+
+    class Validated(BaseModel):
+        n: int
+
+        @field_validator("n")
+        @classmethod
+        def _same(cls, value: int) -> int:
+            return value
+
+    class ModelValidated(BaseModel):
+        n: int
+
+        @model_validator(mode="after")
+        def _same(self) -> ModelValidated:
+            return self
+
+    class Stripped(BaseModel):
+        model_config = ConfigDict(str_strip_whitespace=True)
+        name: str
+
+    class Strict(BaseModel):
+        model_config = ConfigDict(strict=True)
+        name: str
+
+    class Hooked(BaseModel):
+        name: str
+
+        def model_post_init(self, context: Any, /) -> None:
+            self.name = self.name.upper()
+
+    class HookedPrivate(Hooked):
+        _seen: bool = PrivateAttr(default=False)
+
+    class Private(BaseModel):
+        name: str
+        _seen: bool = PrivateAttr(default=False)
+
+    class Floating(BaseModel):
+        x: float
+
+    class Maybe(BaseModel):
+        name: str | None
+
+    for model in (
+        Constrained,
+        Validated,
+        ModelValidated,
+        Stripped,
+        Strict,
+        Hooked,
+        HookedPrivate,
+        Floating,
+        Maybe,
+        Everything,
+    ):
+        assert plain_fields(model) is None, model.__name__
+    assert plain_fields(Private) == {"name": str}
+
+
+def test_plain_records_skip_the_read_back_and_others_do_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    codec = RecordCodec(_Plain)
+    checked: list[object] = []
+    monkeypatch.setattr(codec, "_check_round_trip", lambda record, data: checked.append(record))
+    record = _Plain(name="a", age=1, flag=True, raw=b"x", Nick="n")
+    assert codec.decode(codec.encode(record), where="m") == record
+    assert checked == []
+    # A value not of exactly its field's type (a model_construct, an unvalidated
+    # assignment, a subclass) is read back as before.
+    for odd in (
+        _Plain.model_construct(name="a", age="1"),
+        _Plain.model_construct(name="a", age=True),
+        _Plain.model_construct(name=Color.RED),
+    ):
+        codec.encode(odd)
+        assert checked[-1] is odd
+    with pytest.raises(InvalidRecordError):
+        RecordCodec(_Plain).encode(_Plain.model_construct(name="a", age="abc"))
+    with pytest.raises(InvalidRecordError, match="surrogate"):
+        RecordCodec(_Plain).encode(_Plain(name="\ud800"))

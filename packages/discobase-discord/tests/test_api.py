@@ -242,6 +242,56 @@ async def test_saved_record_equals_found_record(make_db: MakeDb) -> None:
         assert await User.find() == [user]
 
 
+def test_private_attributes_start_as_pydantic_starts_them() -> None:
+    """Table starts its records' private attributes itself (quicker than pydantic) only
+    when that is all pydantic would do: a model_post_init of the schema's, a default
+    factory or a mutable default keep pydantic's own start."""
+
+    class Plain(discobase.Table):
+        name: str
+
+    class Child(Plain):
+        _note: str = pydantic.PrivateAttr(default="n")
+
+    class Hooked(Plain):
+        def model_post_init(self, context: Any, /) -> None:
+            self._seen = True
+
+        _seen: bool = pydantic.PrivateAttr(default=False)
+
+    class HookedChild(Hooked):
+        pass
+
+    class Factory(Plain):
+        _items: list[int] = pydantic.PrivateAttr(default_factory=list)
+
+    class Mutable(Plain):
+        _items: list[int] = pydantic.PrivateAttr(default=[])
+
+    fresh = {"_disco_id": None, "_disco_saving": None, "_disco_unsure": False}
+    for cls in (Plain, Child):
+        made = [cls(name="a"), cls.model_validate({"name": "a"}), cls.model_construct(name="a")]
+        for record in made:
+            assert record.__pydantic_private__ == {
+                **fresh,
+                **({"_note": "n"} if cls is Child else {}),
+            }
+        made[0]._disco_id = 5  # every record has a dict of its own
+        assert made[1].disco_id is None
+        assert cls(name="b").disco_id is None
+        assert not hasattr(cls.model_post_init, "__wrapped__")  # Table's quick start
+    for cls in (Hooked, HookedChild):
+        assert cls(name="a")._seen is True
+        assert cls.model_validate({"name": "a"})._seen is True
+    for cls in (Factory, Mutable):
+        first, second = cls(name="a"), cls(name="b")
+        first._items.append(1)
+        assert second._items == []
+        assert first.disco_id is None
+    for cls in (Hooked, HookedChild, Factory, Mutable):
+        assert hasattr(cls.model_post_init, "__wrapped__")  # pydantic's own start
+
+
 async def test_save_update_delete_misuse(make_db: MakeDb) -> None:
     db = make_db()
     User = user_table(db)

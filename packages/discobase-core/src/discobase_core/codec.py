@@ -42,11 +42,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import re
 import struct
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pydantic
 
@@ -75,6 +76,7 @@ __all__ = [
     "CONTENT_LIMIT",
     "FORMAT_VERSION",
     "MAGIC",
+    "PRIVATE_INIT_MARK",
     "RECORD_MARKER",
     "REQUEST_LIMIT",
     "SEAL_OVERHEAD_MAX",
@@ -83,6 +85,7 @@ __all__ = [
     "armored_length",
     "dearmor",
     "max_payload_for_content",
+    "plain_fields",
     "seal",
     "sealed_length",
     "unseal",
@@ -243,6 +246,77 @@ _OLD_JSON = ord("{")
 _PLAIN = frozenset({str, int, bool, bytes, type(None)})
 
 
+#: The attribute (set to True) of a ``model_post_init`` that promises to do nothing but
+#: start the record's private attributes, as pydantic's own does (discobase's Table has
+#: a quicker one): such a hook cannot change what a record reads back as.
+PRIVATE_INIT_MARK = "__discobase_private_init__"
+#: Core schema types whose lax validation returns a value of exactly this type unchanged.
+_PLAIN_SCHEMAS: dict[str, type] = {"str": str, "int": int, "bool": bool, "bytes": bytes}
+# Keys of a plain model's core schema, its config, its fields and their defaults: anything
+# else (a constraint, a validator, strict, a string transform...) may change a value.
+_PLAIN_MODEL_KEYS = frozenset(
+    {"type", "cls", "schema", "custom_init", "root_model", "post_init", "config", "ref"}
+    | {"metadata"}
+)
+_PLAIN_CONFIG_KEYS = frozenset({"title", "extra_fields_behavior", "validate_by_name"})
+_PLAIN_FIELDS_KEYS = frozenset({"type", "fields", "model_name", "computed_fields"})
+_PLAIN_FIELD_KEYS = frozenset(
+    {"type", "schema", "metadata", "validation_alias", "serialization_alias"}
+    | {"serialization_exclude", "frozen"}
+)
+_PLAIN_DEFAULT_KEYS = frozenset({"type", "schema", "default", "default_factory"})
+
+
+class _Probe(pydantic.BaseModel):
+    _probe: int = pydantic.PrivateAttr(default=0)
+
+
+#: pydantic's model_post_init of a model with private attributes and no hook of its own.
+PYDANTIC_PRIVATE_INIT: Any = inspect.unwrap(_Probe.model_post_init)
+
+
+def _only_private_init(model_cls: type[pydantic.BaseModel]) -> bool:
+    hook = inspect.unwrap(model_cls.model_post_init)
+    return hook is PYDANTIC_PRIVATE_INIT or getattr(hook, PRIVATE_INIT_MARK, False) is True
+
+
+def plain_fields(model_cls: type[pydantic.BaseModel]) -> dict[str, type] | None:
+    """Field name -> type, when validating the model (as reading a record back does) is
+    the identity on any values of exactly those types: every field a bare ``str``,
+    ``int``, ``bool`` or ``bytes`` (no constraint, validator, strict mode or string
+    transform), no model validator, ``__init__`` or ``model_post_init`` of the model's
+    own. Read from pydantic's compiled core schema, so nothing that can change a value
+    (however it was declared) goes unseen. None for any other model."""
+    try:
+        schema: Any = model_cls.__pydantic_core_schema__
+        if not isinstance(schema, dict) or schema.get("type") != "model":
+            return None
+        if not _PLAIN_MODEL_KEYS.issuperset(schema) or schema.get("custom_init"):
+            return None
+        if schema.get("root_model") or not _PLAIN_CONFIG_KEYS.issuperset(schema.get("config", {})):
+            return None
+        if schema.get("post_init") is not None and not _only_private_init(model_cls):
+            return None
+        inner = schema["schema"]
+        if inner.get("type") != "model-fields" or not _PLAIN_FIELDS_KEYS.issuperset(inner):
+            return None
+        plain: dict[str, type] = {}
+        for name, spec in inner["fields"].items():
+            if spec.get("type") != "model-field" or not _PLAIN_FIELD_KEYS.issuperset(spec):
+                return None
+            field_schema = spec["schema"]
+            if field_schema.get("type") == "default":
+                if not _PLAIN_DEFAULT_KEYS.issuperset(field_schema):
+                    return None
+                field_schema = field_schema["schema"]
+            if set(field_schema) != {"type"} or field_schema["type"] not in _PLAIN_SCHEMAS:
+                return None
+            plain[name] = _PLAIN_SCHEMAS[field_schema["type"]]
+    except (AttributeError, KeyError, TypeError):  # not built yet, or a shape unknown here
+        return None
+    return plain if list(plain) == list(model_cls.model_fields) else None
+
+
 def _reasons(exc: pydantic.ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(map(str, e['loc'])) or '<record>'}: {e['msg']}" for e in exc.errors()[:5]
@@ -261,7 +335,10 @@ class RecordCodec(Generic[M]):
     that would not read back (a validator that changes what it is given, a value beyond
     the bounds, a lone surrogate...) is refused with an
     :class:`~discobase_core.errors.DatabaseStorageError` naming the field, before anything
-    is written.
+    is written. That read-back is skipped when it cannot find anything: the model is
+    plain (:func:`plain_fields`: validating it is the identity) and every value is of
+    exactly its field's plain type, which the value encoding stores exactly (a string
+    that is not UTF-8 is refused while writing).
 
     ``decode`` reads the fields back into plain Python values, adds the ``backfill`` value
     of every field a record predates (the value fixed when the field was added to the
@@ -298,6 +375,8 @@ class RecordCodec(Generic[M]):
                 raise ValueError(f"backfill for {name!r}, which {model_cls.__name__} lacks")
             self._backfill[name] = encode_value(value)
         self._enums = enum_classes(model_cls)
+        plain = plain_fields(model_cls)
+        self._plain = tuple(plain.items()) if plain is not None else None
         self._validate = model_cls.model_validate
         self._validate_json = model_cls.model_validate_json
 
@@ -345,6 +424,14 @@ class RecordCodec(Generic[M]):
                 reason="extra fields",
             )
         data = self._write(record)
+        plain = self._plain
+        if plain is not None:
+            values = record.__dict__
+            for name, kind in plain:
+                if type(values[name]) is not kind:
+                    break
+            else:
+                return data  # reading it back would give these very values
         self._check_round_trip(record, data)
         return data
 

@@ -552,29 +552,31 @@ class FieldHasher(Generic[M]):
         :class:`~discobase_core.errors.DatabaseStorageError` subclass that names it, with
         ``field`` in its details.
         """
+        return dict(zip(self.fields, self.key_tuple(record), strict=True))
+
+    def key_tuple(self, record: M) -> tuple[int, ...]:
+        """``tuple(keys(record).values())``: keys in field order (built directly: every
+        save hashes its record)."""
         values = record.__dict__
-        out: dict[str, int] = {}
+        out: list[int] = []
+        append = out.append
         for name, kind in self._plan:
             v = values[name]
             t = type(v)
             try:
                 if kind == _STR and t is str:
-                    out[name] = _from_bytes(_sha1(v.encode("utf-8")).digest()[:8], "big")
+                    append(_from_bytes(_sha1(v.encode("utf-8")).digest()[:8], "big"))
                 elif kind == _INT and t is int:
-                    out[name] = _int_key(v)
+                    append(_int_key(v))
                 elif kind == _BOOL and t is bool:
-                    out[name] = _TRUE_KEY if v else _FALSE_KEY
+                    append(_TRUE_KEY if v else _FALSE_KEY)
                 else:
-                    out[name] = value_key(v)
+                    append(value_key(v))
             except UnicodeEncodeError:
                 raise _for_field(_utf8_error(v), name) from None
             except DatabaseStorageError as exc:
                 raise _for_field(exc, name) from None
-        return out
-
-    def key_tuple(self, record: M) -> tuple[int, ...]:
-        """``tuple(keys(record).values())``: keys in field order."""
-        return tuple(self.keys(record).values())
+        return tuple(out)
 
 
 def _utf8_error(value: str) -> DatabaseStorageError:

@@ -63,8 +63,9 @@ LEASE_TTL_MS = 30_000
 HEARTBEAT_MS = 10_000
 #: A commit stamped later than this before the holder's expiry is not acknowledged.
 ACK_MARGIN_MS = 5_000
-#: Ids and commit numbers a holder reserves at a time, per table (a release gives back what
-#: it did not use, so ids jump by at most this much only after a crash).
+#: Ids and commit numbers a holder reserves at a time, per table, at least (a writer taking
+#: ids faster reserves more, see discobase's TableStore.mark; a release gives back what it
+#: did not use, so ids jump only after a crash).
 RID_BLOCK = 4096
 COMMIT_BLOCK = 1024
 DISCORD_EPOCH_MS = 1_420_070_400_000

@@ -34,7 +34,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import discord
@@ -108,6 +108,8 @@ R = TypeVar("R", bound="Table")
 
 CHECKPOINT_EVERY = CHECKPOINT_MESSAGES  # log messages between checkpoints at most
 _FETCH_CONCURRENCY = 8
+# Ids reserved ahead at most (after a crash, the next writer's ids jump by at most this).
+_MAX_RIDS_AHEAD = 1 << 20
 _Tail = list[tuple[int, discord.Message, bytes | None]]  # (lane, message, blob if read)
 
 
@@ -124,13 +126,12 @@ class CompactionReport:
     messages_left: int  # garbage still to delete (Discord refused for now: retried later)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Op:
     entry: Entry
     record: Table | None
-    future: asyncio.Future[int] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    future: asyncio.Future[int]
+    saving: bool = False  # the record's save(): its `_disco_saving` is cleared when over
 
 
 def _maybe_sent(exc: BaseException) -> bool:
@@ -191,6 +192,7 @@ class TableStore(Generic[R]):
         # The writer's term: its first commit number, reservations and last acknowledged.
         self.commits_from = 0
         self.rids_to = 0
+        self._rids_marked: int | None = None  # next_rid at the last report
         self.commits_to = 0
 
     @property
@@ -514,8 +516,15 @@ class TableStore(Generic[R]):
                 self.acked,
                 self._covering_checkpoint(),
             )
-        if self.state.next_rid + RID_BLOCK // 2 > self.rids_to:
-            self.rids_to = self.state.next_rid + RID_BLOCK
+        # Ahead by at least twice the ids taken since the last report: a bulk load takes
+        # ids faster than RID_BLOCK a beat, and a commit past the reservation waits for a
+        # beat of its own, behind the lease channel's 5 sends per 5 s (seconds per commit).
+        next_rid = self.state.next_rid
+        taken = next_rid - (next_rid if self._rids_marked is None else self._rids_marked)
+        self._rids_marked = next_rid
+        ahead = min(max(RID_BLOCK, 2 * taken), _MAX_RIDS_AHEAD)
+        if next_rid + ahead // 2 > self.rids_to:
+            self.rids_to = next_rid + ahead
         if self.state.next_commit + COMMIT_BLOCK // 2 > self.commits_to:
             self.commits_to = self.state.next_commit + COMMIT_BLOCK
         return TableMark(self.rids_to, self.commits_to, self.commits_from, self.acked)
@@ -548,6 +557,8 @@ class TableStore(Generic[R]):
     # -- writing ---------------------------------------------------------------------------
 
     def _keys(self, record: R) -> tuple[int, ...]:
+        if self.state.fields == self.hasher.fields:  # the usual case: one order
+            return self.hasher.key_tuple(record)
         keys = self.hasher.keys(record)
         return tuple(keys[name] for name in self.state.fields)
 
@@ -589,15 +600,17 @@ class TableStore(Generic[R]):
                 table=self.name,
             )
         keys = self._keys(record)
-        rid = record.disco_id
+        private = record._private()
+        rid = private["_disco_id"]
         if rid is None:
             rid = self.state.allocate_rid()
-        elif not new and not record._disco_unsure and not self.exists(rid):
+        elif not new and not private["_disco_unsure"] and not self.exists(rid):
             raise NotFoundError(
                 f"{self.name} record {rid} does not exist (deleted?)", table=self.name, id=rid
             )
-        future = self._enqueue(_Op(Put(rid, keys, payload), record))
-        record._disco_id = rid
+        loop = asyncio.get_running_loop()
+        future = self._enqueue(_Op(Put(rid, keys, payload), record, loop.create_future(), new))
+        private["_disco_id"] = rid
         return future
 
     def delete(self, record: R) -> asyncio.Future[int]:
@@ -609,7 +622,8 @@ class TableStore(Generic[R]):
                 table=self.name,
                 id=rid,
             )
-        return self._enqueue(_Op(Delete(rid), record))
+        future = asyncio.get_running_loop().create_future()
+        return self._enqueue(_Op(Delete(rid), record, future))
 
     def _nonce(self, channel_io: ChannelIO, commit: int, part: str) -> str:
         """Unique per writer term, channel, commit and part: a retried send carries the
@@ -770,12 +784,17 @@ class TableStore(Generic[R]):
             self.lease.note_acked()
             for op in ops:
                 self._settle(op)
-                if op.record is not None and op.record.disco_id == op.entry.rid:
-                    op.record._disco_unsure = False
-                    if isinstance(op.entry, Delete) and not self.exists(op.entry.rid):
-                        op.record._disco_id = None
+                rid = op.entry.rid
+                if op.record is not None:
+                    private = op.record._private()
+                    if op.saving:
+                        private["_disco_saving"] = None
+                    if private["_disco_id"] == rid:
+                        private["_disco_unsure"] = False
+                        if type(op.entry) is Delete and not self.exists(rid):
+                            private["_disco_id"] = None
                 if not op.future.done():
-                    op.future.set_result(op.entry.rid)
+                    op.future.set_result(rid)
 
     def _fail(self, batch: list[_Op], exc: BaseException, *, attempted: bool) -> None:
         """Fail every write of a commit. A write that may have been stored keeps its id on
@@ -784,6 +803,8 @@ class TableStore(Generic[R]):
         for op in batch:
             self._settle(op)
             record = op.record
+            if op.saving and record is not None:
+                record._private()["_disco_saving"] = None
             if isinstance(op.entry, Put) and record is not None and record.disco_id == op.entry.rid:
                 if maybe:
                     record._disco_unsure = True

@@ -55,6 +55,7 @@ REQUIRED_PERMISSIONS = discord.Permissions(
     manage_channels=True, manage_roles=True, **_CHANNEL_PERMISSIONS
 )
 _MAX_CHANNELS = 500
+_PRUNE_TASKS_AT = 64  # write tasks kept before finished ones are dropped (at least)
 
 
 _STDERR_HANDLER = _logging.StreamHandler()
@@ -67,6 +68,13 @@ def _enable_logging() -> None:
         log.addHandler(_STDERR_HANDLER)
     if log.level == _logging.NOTSET or log.level > _logging.INFO:
         log.setLevel(_logging.INFO)
+
+
+async def _outcome(future: asyncio.Future[int], record: T) -> T:
+    """The task of one write: its record, once the write is stored. (Module level: a
+    closure would cost a function and its cells per write, and a bulk load makes many.)"""
+    await future
+    return record
 
 
 def _retrieve(task: asyncio.Task[None]) -> None:
@@ -179,7 +187,10 @@ class Database:
         self._failure: DiscobaseError | None = None
         self._setup_started = False
         self._login_task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # Write tasks, pruned of finished ones whenever the list doubles (not with a done
+        # callback per task: each costs a context, a handle and a call).
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._prune_tasks_at = _PRUNE_TASKS_AT
         self._thread_loop: asyncio.AbstractEventLoop | None = None
         self._build_lock: asyncio.Lock | None = None
 
@@ -281,13 +292,12 @@ class Database:
             ) from None
 
     def _track(self, future: asyncio.Future[int], record: T) -> asyncio.Task[T]:
-        async def wait() -> T:
-            await future
-            return record
-
-        task = asyncio.get_running_loop().create_task(wait())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = asyncio.get_running_loop().create_task(_outcome(future, record))
+        tasks = self._tasks
+        tasks.append(task)
+        if len(tasks) >= self._prune_tasks_at:
+            self._tasks = [task for task in tasks if not task.done()]
+            self._prune_tasks_at = max(_PRUNE_TASKS_AT, 2 * len(self._tasks))
         return task
 
     def _failed(self, error: DiscobaseError, record: T) -> asyncio.Task[T]:
@@ -764,6 +774,7 @@ class Database:
         """Finish every pending write, checkpoint the tables, release the lease and
         disconnect. An attached bot (your own) keeps running unless `close_bot=True`."""
         pending = [task for task in self._tasks if not task.done()]
+        self._tasks = []
         for result in await asyncio.gather(*pending, return_exceptions=True):
             if isinstance(result, BaseException):
                 log.warning("a background write failed: %s", result)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
+from discobase_core.codec import PRIVATE_INIT_MARK, PYDANTIC_PRIVATE_INIT
 from discobase_core.errors import (
     DatabaseStorageError,
     DatabaseTableError,
@@ -45,10 +47,35 @@ class Table(BaseModel):
     # it again (save, update or delete) stores it exactly once.
     _disco_unsure: bool = PrivateAttr(default=False)
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Give the schema a quicker start for its private attributes when pydantic's own
+        would do nothing more (see `_private_defaults`)."""
+        super().__pydantic_init_subclass__(**kwargs)
+        defaults = _private_defaults(cls)
+        if defaults is None:
+            return
+
+        def init_private(self: BaseModel, context: Any, /) -> None:
+            if getattr(self, "__pydantic_private__", None) is None:
+                object.__setattr__(self, "__pydantic_private__", defaults.copy())
+
+        setattr(init_private, PRIVATE_INIT_MARK, True)  # it only starts private attributes
+        cls.model_post_init = init_private  # type: ignore[method-assign]
+
+    def _private(self) -> dict[str, Any]:
+        """The record's private attributes by name (pydantic's own dict): reading
+        `self._disco_id` goes through pydantic's BaseModel.__getattr__, microseconds a
+        read, and every save reads them several times."""
+        private = self.__pydantic_private__
+        if private is None:  # pragma: no cover - pydantic starts it for every record
+            return {name: getattr(self, name) for name in self.__private_attributes__}
+        return private
+
     @property
     def disco_id(self) -> int | None:
         """The record's id in its table: set by `save()`, cleared by `delete()`."""
-        return self._disco_id
+        return self._private()["_disco_id"]  # type: ignore[no-any-return]
 
     @property
     def __disco_id__(self) -> int:
@@ -80,12 +107,13 @@ class Table(BaseModel):
         A record that cannot be stored (invalid, oversize) fails its task rather than the
         call, so `gather(*(r.save() for r in records))` writes every valid record; misuse
         (no event loop, a table that is not open, a saved record) raises at once."""
-        saving = self._disco_saving
+        private = self._private()
+        saving = private["_disco_saving"]
         if saving is not None and not saving.done():
-            return saving
+            return saving  # type: ignore[no-any-return]
         database = self._database()
         database._require_loop("save")
-        if self._disco_id is not None and not self._disco_unsure:
+        if private["_disco_id"] is not None and not private["_disco_unsure"]:
             raise DatabaseStorageError(
                 f"this {type(self).__name__} record is already saved (id {self._disco_id})",
                 hint="use update() to change it, or commit() to save or update",
@@ -96,15 +124,11 @@ class Table(BaseModel):
         except DiscobaseError as exc:
             return database._failed(exc, self)
         task = database._track(future, self)
-        self._disco_saving = task
-        task.add_done_callback(self._saved)
+        # The store clears it when the write is over (not a done callback: that costs a
+        # context and a call per save). Private attributes take part in pydantic's ==: a
+        # stored record must not carry its save, or it would differ from itself read back.
+        private["_disco_saving"] = task
         return task
-
-    def _saved(self, task: asyncio.Task[Self]) -> None:
-        # Private attributes take part in pydantic's ==: a stored record must not carry its
-        # finished save task, or it would differ from the same record read back.
-        if self._disco_saving is task:
-            self._disco_saving = None
 
     def update(self) -> asyncio.Task[Self]:
         """Write this record's current values over the stored ones."""
@@ -210,3 +234,28 @@ class Table(BaseModel):
         """Reclaim the space of overwritten and deleted records and erase them from
         Discord now (the writer also does it on its own; see the storage docs)."""
         return await cls._store().compact()
+
+
+_PLAIN_DEFAULTS = (type(None), bool, int, float, str, bytes)
+
+
+def _private_defaults(cls: type[BaseModel]) -> dict[str, Any] | None:
+    """The private attributes' values every new record of `cls` starts with, when
+    pydantic's start for them would only copy these into the record: no model_post_init
+    of the user's (anywhere in the class's bases), no default factory, no default that
+    pydantic would deep-copy. None otherwise (pydantic's own start is kept).
+
+    pydantic starts private attributes in a generic Python loop, and wraps it once more in
+    every subclass (each wrapper calling the loop again), which cost each record microseconds
+    at construction and again when read back; a bulk load makes and reads back every record.
+    """
+    hook = inspect.unwrap(cls.model_post_init)
+    if hook is not PYDANTIC_PRIVATE_INIT and getattr(hook, PRIVATE_INIT_MARK, False) is not True:
+        return None
+    defaults: dict[str, Any] = {}
+    for name, attr in cls.__private_attributes__.items():
+        default: object = attr.default  # PydanticUndefined (no default) is not plain
+        if attr.default_factory is not None or type(default) not in _PLAIN_DEFAULTS:
+            return None
+        defaults[name] = default
+    return defaults
