@@ -280,6 +280,21 @@ def test_the_block_cache_keeps_to_its_budget() -> None:
     assert not isinstance(cache.get(0, 0), bytes)  # the oldest went first
 
 
+def test_records_read_stay_cached_when_their_chunks_are_pushed_out() -> None:
+    """A thousand cold lookups each download a chunk far bigger than their record: the
+    chunks push each other out, the records read stay (warm lookups cost nothing)."""
+    cache = BlockCache(8000)
+    chunk = LogBlock(1, 0, 1, tuple(Put(n, (1,), b"x" * 90 + bytes([n])) for n in range(40)))
+    for mid in range(30):
+        cache.put(mid, chunk)
+        cache.keep(mid, mid, cache.get(mid, mid))  # what a lookup's plan does with its record
+        assert cache.size + cache._hot_size <= 8000
+    assert not isinstance(cache.get(0, 1), bytes)  # its chunk is gone
+    for mid in range(30 - 1000 // 154, 30):  # what an eighth of the budget holds
+        assert cache.get(mid, mid) == b"x" * 90 + bytes([mid])
+    assert not isinstance(cache.get(0, 0), bytes)  # the oldest record went first
+
+
 def test_upcoming_gives_the_next_messages_and_reads_no_further_than_it_needs() -> None:
     looked: list[int] = []
 

@@ -146,11 +146,20 @@ ReadOp = ReadPage | FetchMessage | ReadBlock[M] | ReadChunks[M]
 class BlockCache:
     """Decoded log entries by (message id, first entry): whole blocks (first entry 0) and
     the chunks of chunked messages read one attachment at a time. Least recently used
-    first out, bounded in bytes."""
+    first out, bounded in bytes.
+
+    The entries read out of cached blocks are also kept on their own, in an eighth of the
+    budget: a cold lookup downloads a chunk of about 100 KiB for one record of a few hundred
+    bytes, so a thousand lookups push each other's chunks out, but the records they read
+    stay, and looking them up again costs nothing.
+    """
 
     def __init__(self, budget: int) -> None:
-        self.budget = budget
+        self.hot_budget = budget // 8
+        self.budget = budget - self.hot_budget
         self.size = 0
+        self._hot: OrderedDict[Key, bytes] = OrderedDict()
+        self._hot_size = 0
         # (message id, first entry) -> (payloads, whether they run to the message's end)
         self._blocks: OrderedDict[Key, tuple[_Payloads, bool]] = OrderedDict()
         self._firsts: dict[int, list[int]] = {}  # message id -> its cached first entries
@@ -158,6 +167,10 @@ class BlockCache:
     def get(self, message_id: int, entry: int) -> bytes | _Miss | None:
         """The payload of entry `entry` of a message (None: a delete, or no such entry),
         or MISS if that part of the message is not cached."""
+        hot = self._hot.get((message_id, entry))
+        if hot is not None:
+            self._hot.move_to_end((message_id, entry))
+            return hot
         firsts = self._firsts.get(message_id)
         if not firsts:
             return MISS
@@ -171,6 +184,17 @@ class BlockCache:
         if offset < len(payloads):
             return payloads[offset]
         return None if to_end else MISS
+
+    def keep(self, message_id: int, entry: int, payload: bytes | None) -> None:
+        """A read found this entry: keep it apart from its block (see the class doc)."""
+        key = (message_id, entry)
+        if payload is None or key in self._hot or 64 + len(payload) > self.hot_budget:
+            return
+        self._hot[key] = payload
+        self._hot_size += 64 + len(payload)
+        while self._hot_size > self.hot_budget:
+            _, dropped = self._hot.popitem(last=False)
+            self._hot_size -= 64 + len(dropped)
 
     def put(self, message_id: int, block: LogBlock) -> None:
         """Cache the whole block of a message."""
@@ -329,6 +353,7 @@ class ReadPlan(Generic[M]):
             held = self.cache.get(message_id, entry)
             if not isinstance(held, _Miss):
                 self.found[(message_id, entry)] = held
+                self.cache.keep(message_id, entry, held)
             elif lane in self._lost:
                 self.failed[(message_id, entry)] = (
                     f"lane {lane} of table {self.table} is gone (deleted?)"
@@ -412,7 +437,7 @@ class ReadPlan(Generic[M]):
         self.cache.put(message_id, block)
         for entry in entries:
             held = block.entries[entry] if entry < len(block.entries) else None
-            self.found[(message_id, entry)] = held.payload if isinstance(held, Put) else None
+            self._found(message_id, entry, held.payload if isinstance(held, Put) else None)
         return []
 
     def chunks_read(self, op: ReadChunks[M], files: Sequence[tuple[str, bytes]]) -> list[ReadOp[M]]:
@@ -438,7 +463,7 @@ class ReadPlan(Generic[M]):
             for entry in by_name.get(name, ()):
                 offset = entry - chunk.first
                 held = chunk.entries[offset] if offset < len(chunk.entries) else None
-                self.found[(message_id, entry)] = held.payload if isinstance(held, Put) else None
+                self._found(message_id, entry, held.payload if isinstance(held, Put) else None)
         return []
 
     def read_failed(self, op: ReadOp[M], why: str, *, gone: bool = False) -> list[ReadOp[M]]:
@@ -469,6 +494,10 @@ class ReadPlan(Generic[M]):
             elif not seen.names and not self._cached_whole(seen.message_id):
                 ops.append(ReadBlock(lane, seen, wanted=False))  # inline: decoding is free
         return ops
+
+    def _found(self, message_id: int, entry: int, payload: bytes | None) -> None:
+        self.found[(message_id, entry)] = payload
+        self.cache.keep(message_id, entry, payload)
 
     def _cached_whole(self, message_id: int) -> bool:
         return not isinstance(self.cache.get(message_id, 0), _Miss)
