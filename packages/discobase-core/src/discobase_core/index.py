@@ -183,12 +183,14 @@ class HashIndex:
         "_dirty",
         "_epoch",
         "_explicit",
+        "_holes",
         "_key_of",
         "_live",
         "_mask",
         "_resume",
         "_slot_of",
         "_tombs",
+        "_where",
         "slots_per_page",
     )
 
@@ -220,6 +222,12 @@ class HashIndex:
         self._live = 0
         self._tombs = 0
         self._resume: dict[int, tuple[int, int, int]] = {}
+        # Tombstones left on the chain of a key with a resume point (a key many values
+        # share): its next inserts fill them, and its resume point stays where it was.
+        self._holes: dict[int, list[int]] = {}
+        # value -> its derived pair's slot + 1 (0: unknown), a hint checked before use:
+        # unindexing one of the n values of a shared key would otherwise walk its chain.
+        self._where = array("I")
 
     # ---------------------------------------------------------------- properties
 
@@ -349,6 +357,11 @@ class HashIndex:
             return slot
         codes, mask, explicit = self._codes, self._mask, self._explicit
         code = value + _OFFSET if value < _INLINE_LIMIT else _BIG
+        where = self._where
+        if value < len(where):
+            hinted = where[value] - 1
+            if hinted >= 0 and codes[hinted] == code and hinted not in explicit:
+                return hinted
         j = key & mask
         perturb = key
         budget = _max_probes(self._capacity)
@@ -378,6 +391,9 @@ class HashIndex:
         """
         codes, mask = self._codes, self._mask
         j, perturb, i = self._resume.get(key) or (key & mask, key, 0)
+        hole = self._take_hole(key) if self._holes else -1
+        if hole >= 0:
+            return hole, (j, perturb, i), 0
         walked = 0
         budget = _max_probes(self._capacity)
         while budget > 0:
@@ -392,6 +408,26 @@ class HashIndex:
             j = (5 * j + 1 + perturb) & mask
             i = 0
         raise AssertionError("no free slot")  # pragma: no cover - an EMPTY always remains
+
+    def _take_hole(self, key: int) -> int:
+        """A tombstone on ``key``'s chain to fill (see ``_holes``), or -1."""
+        holes = self._holes.get(key)
+        while holes:
+            slot = holes.pop()
+            if self._codes[slot] == _TOMB:  # not taken since by a key whose chain crosses
+                return slot
+        self._holes.pop(key, None)
+        return -1
+
+    def _hint(self, value: int, slot: int) -> None:
+        """Remember where ``value``'s derived pair is (for values up to about twice the
+        capacity: record ids are dense, and the hint costs 4 bytes a value)."""
+        where = self._where
+        if value >= len(where):
+            if value >= 2 * self._capacity + 65536:
+                return
+            where.frombytes(bytes(4 * max(value + 1 - len(where), len(where))))
+        where[value] = slot + 1
 
     def insert(self, key: int, value: int) -> bool:
         """Add the pair; ``False`` (and no change) if it is already present."""
@@ -426,6 +462,15 @@ class HashIndex:
         # The common case, inlined: _add without its calls. Resume points matter here:
         # a key shared by many records (an age, a flag) resumes past its earlier values.
         codes, mask, resume = self._codes, self._mask, self._resume
+        if self._holes and value < _INLINE_LIMIT:
+            hole = self._take_hole(key)
+            if hole >= 0:
+                codes[hole] = value + _OFFSET
+                self._tombs -= 1
+                self._live += 1
+                self._dirty.add(hole // self.slots_per_page)
+                self._hint(value, hole)
+                return
         point = resume.get(key) if resume else None
         j, perturb, i = point or (key & mask, key, 0)
         walked = 0
@@ -447,6 +492,7 @@ class HashIndex:
                 codes[s] = value + _OFFSET
                 self._live += 1
                 self._dirty.add(s // self.slots_per_page)
+                self._hint(value, s)
                 if point is not None or walked >= LINEAR_PROBES:
                     resume[key] = (j, perturb, i)
                 return
@@ -482,11 +528,17 @@ class HashIndex:
             if placed:
                 return
         codes, mask, dirty, spp = self._codes, self._mask, self._dirty, self.slots_per_page
+        if values:
+            self._hint(max(values), -1)  # size the hints once (-1: nothing there yet)
+        where = self._where
+        hints = len(where)
         for key, value in zip(keys, values, strict=True):
             free = key & mask
             if codes[free] == _EMPTY:  # the common case, as in _rebuild
                 codes[free] = value + _OFFSET
                 dirty.add(free // spp)
+                if value < hints:
+                    where[value] = free + 1
                 continue
             point = self._resume.get(key) if self._resume else None
             j, perturb, i = point or (free, key, 0)
@@ -505,6 +557,8 @@ class HashIndex:
                 self._resume[key] = (j, perturb, i)
             codes[free] = value + _OFFSET
             dirty.add(free // spp)
+            if value < hints:
+                where[value] = free + 1
         self._live += n
 
     def _drop_derived(self, key: int, value: int) -> None:
@@ -525,6 +579,8 @@ class HashIndex:
         if explicit:
             self._explicit[slot] = key
             self._slot_of[key, value] = slot
+        else:
+            self._hint(value, slot)
         self._live += 1
 
     def remove(self, key: int, value: int) -> bool:
@@ -541,7 +597,8 @@ class HashIndex:
         if self._explicit.pop(slot, None) is not None:
             del self._slot_of[key, value]
         self._codes[slot] = _TOMB
-        self._resume.pop(key, None)  # let this key's next insert reuse the tombstone
+        if key in self._resume:  # this key's next insert fills the tombstone
+            self._holes.setdefault(key, []).append(slot)
         self._live -= 1
         self._tombs += 1
         self._dirty.add(slot // self.slots_per_page)
@@ -576,6 +633,7 @@ class HashIndex:
         built: a resize of a million pairs stays small.
         """
         old_codes, old_big, old_explicit = self._codes, self._big, self._explicit
+        old_hints = len(self._where)
         key_of = self._key_of
         derived_pairs: Iterable[tuple[int, int]] | None = None
         placed = False
@@ -586,6 +644,7 @@ class HashIndex:
         if derived_pairs is None:
             derived_pairs = self._derived_slots(old_codes, old_big, old_explicit)
         self._alloc(capacity)
+        self._where = array("I", bytes(4 * min(old_hints, 2 * capacity + 65536)))
         self._epoch += 1
         for slot, key in old_explicit.items():
             code = old_codes[slot]
@@ -595,6 +654,8 @@ class HashIndex:
                 self._resume[key] = past
             self._place(free, key, value, True)
         codes, mask, resume, big = self._codes, self._mask, self._resume, self._big
+        where = self._where
+        hints = len(where)
         live = self._live
         for key, value in derived_pairs:
             free = key & mask
@@ -603,6 +664,11 @@ class HashIndex:
                 # with a resume point never finds its first slot EMPTY.)
                 codes[free] = value + _OFFSET
                 live += 1
+                if value < hints:
+                    where[value] = free + 1
+                elif value < 2 * capacity + 65536:
+                    self._hint(value, free)
+                    where, hints = self._where, len(self._where)
                 continue
             point = resume.get(key) if resume else None
             j, perturb, i = point or (free, key, 0)
@@ -621,6 +687,8 @@ class HashIndex:
                 resume[key] = (j, perturb, i + 1)
             if value < _INLINE_LIMIT:
                 codes[free] = value + _OFFSET
+                self._hint(value, free)
+                where, hints = self._where, len(self._where)
             else:
                 codes[free] = _BIG
                 big[free] = value
