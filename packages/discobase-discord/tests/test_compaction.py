@@ -268,3 +268,37 @@ async def test_a_compaction_fails_when_the_lease_is_lost(make_db: MakeDb) -> Non
     db._lease._lose("a test pulls it")
     with pytest.raises(discobase.LeaseLostError):
         await asyncio.wait_for(db.compact(), 10)
+
+
+async def test_checkpoints_the_rewrites_needed_are_erased_too(make_db: MakeDb) -> None:
+    """Rewriting many live records takes checkpoints of their own on the way (by bytes);
+    once the compaction is over those are superseded, and it deletes them as well: only
+    the newest checkpoints and the messages holding pages they use stay (at a million
+    records a checkpoint is tens of MB: found by benchmarks/scale.py)."""
+    db, Note = await open_notes(make_db)
+    notes = [Note(title=f"n{i}", body="x" * 400) for i in range(1500)]
+    for start in range(0, len(notes), 100):  # many messages, each to be half rewritten
+        await asyncio.gather(*(note.save() for note in notes[start : start + 100]))
+    for note in notes[::2]:
+        note.body = "y" * 400
+    await asyncio.gather(*(note.update() for note in notes[::2]))
+    store = db._stores["Note"]
+    written_before = store.engine.checkpoints_done
+    await db.compact()
+    assert store.engine.checkpoints_done - written_before > 4  # rewrites took checkpoints
+
+    table = store.ios[0]
+    assert table is not None
+    left = [
+        m.id
+        async for m in table.history()
+        if table.is_ours(m) and (await TableStore._kind_of(table, m))[0] != "log"
+    ]
+    # The newest checkpoint, the two before it (the newest when the second sweep ran goes
+    # at the next compaction), and the messages holding the pages they use.
+    needed = set(left[:3]) | set(store.state.refs.values())
+    assert set(left) <= needed, f"{len(set(left) - needed)} superseded checkpoints were left"
+    assert sorted((n.title, n.body) for n in await Note.find()) == sorted(
+        (n.title, n.body) for n in notes
+    )
+    await db.close()

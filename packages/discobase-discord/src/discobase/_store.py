@@ -934,9 +934,14 @@ class TableStore(Generic[R]):
             for message_id, block in blocks.items():
                 engine.swept(wanted[message_id], block)
         await self._until(lambda: not engine.rewriting)
-        await self.checkpoint()  # the rewrites are in: the garbage retires
-        await self.checkpoint()  # and now nothing needs it
-        await self._until(lambda: not engine.deleting or engine.compaction.failures > failures)
+        await self._retire(failures)
+        # The checkpoints written while the rewrites went out are superseded now (at a
+        # million records each is tens of MB): a second sweep, of the table channel's
+        # checkpoints alone, retires them too.
+        superseded = [listed for listed in await self._sweep(lanes=[0]) if listed.kind != "log"]
+        engine.sweep(superseded)
+        if engine.compaction.pending:
+            await self._retire(failures)
         left = len(engine.compaction.deletable) + sum(
             len(op.messages) for op in engine.compaction.deleting.values()
         )
@@ -957,11 +962,21 @@ class TableStore(Generic[R]):
             messages_left=left,
         )
 
-    async def _sweep(self) -> list[Listed]:
-        """Every one of our messages in every lane (one history request per 100)."""
+    async def _retire(self, failures: int) -> None:
+        """Two checkpoints, after which the garbage found so far is needed by neither the
+        newest nor the one before it; then its deletes (unless Discord refuses them)."""
+        engine = self.engine
+        assert engine is not None
+        await self.checkpoint()  # the rewrites are in: the garbage retires
+        await self.checkpoint()  # and now nothing needs it
+        await self._until(lambda: not engine.deleting or engine.compaction.failures > failures)
+
+    async def _sweep(self, lanes: Sequence[int] | None = None) -> list[Listed]:
+        """Every one of our messages in every lane (or `lanes`), one history request per
+        100."""
         listing: list[Listed] = []
         for lane, channel_io in enumerate(self.ios):
-            if channel_io is None:
+            if channel_io is None or (lanes is not None and lane not in lanes):
                 continue
             async for message in channel_io.history():
                 if not channel_io.is_ours(message):
