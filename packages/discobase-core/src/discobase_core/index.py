@@ -225,8 +225,10 @@ class HashIndex:
         # Tombstones left on the chain of a key with a resume point (a key many values
         # share): its next inserts fill them, and its resume point stays where it was.
         self._holes: dict[int, list[int]] = {}
-        # value -> its derived pair's slot + 1 (0: unknown), a hint checked before use:
-        # unindexing one of the n values of a shared key would otherwise walk its chain.
+        # value -> its derived pair's slot + 1 (0: unknown), a hint checked before use, for
+        # pairs on a shared key's long chain (those with a resume point): unindexing one of
+        # the n values of a shared key would otherwise walk its chain. Unique keys' pairs
+        # sit near their chain's start and need none.
         self._where = array("I")
 
     # ---------------------------------------------------------------- properties
@@ -492,9 +494,9 @@ class HashIndex:
                 codes[s] = value + _OFFSET
                 self._live += 1
                 self._dirty.add(s // self.slots_per_page)
-                self._hint(value, s)
                 if point is not None or walked >= LINEAR_PROBES:
                     resume[key] = (j, perturb, i)
+                    self._hint(value, s)
                 return
             walked += 1
         self._add(key, value)
@@ -528,17 +530,11 @@ class HashIndex:
             if placed:
                 return
         codes, mask, dirty, spp = self._codes, self._mask, self._dirty, self.slots_per_page
-        if values:
-            self._hint(max(values), -1)  # size the hints once (-1: nothing there yet)
-        where = self._where
-        hints = len(where)
         for key, value in zip(keys, values, strict=True):
             free = key & mask
             if codes[free] == _EMPTY:  # the common case, as in _rebuild
                 codes[free] = value + _OFFSET
                 dirty.add(free // spp)
-                if value < hints:
-                    where[value] = free + 1
                 continue
             point = self._resume.get(key) if self._resume else None
             j, perturb, i = point or (free, key, 0)
@@ -553,12 +549,11 @@ class HashIndex:
                 if codes[free] == _EMPTY:  # no tombstones: checked above
                     break
                 walked += 1
-            if walked >= LINEAR_PROBES or point is not None:
-                self._resume[key] = (j, perturb, i)
             codes[free] = value + _OFFSET
             dirty.add(free // spp)
-            if value < hints:
-                where[value] = free + 1
+            if walked >= LINEAR_PROBES or point is not None:
+                self._resume[key] = (j, perturb, i)
+                self._hint(value, free)
         self._live += n
 
     def _drop_derived(self, key: int, value: int) -> None:
@@ -579,7 +574,7 @@ class HashIndex:
         if explicit:
             self._explicit[slot] = key
             self._slot_of[key, value] = slot
-        else:
+        elif key in self._resume:  # a shared key's long chain (see `_where`)
             self._hint(value, slot)
         self._live += 1
 
@@ -633,7 +628,6 @@ class HashIndex:
         built: a resize of a million pairs stays small.
         """
         old_codes, old_big, old_explicit = self._codes, self._big, self._explicit
-        old_hints = len(self._where)
         key_of = self._key_of
         derived_pairs: Iterable[tuple[int, int]] | None = None
         placed = False
@@ -644,7 +638,6 @@ class HashIndex:
         if derived_pairs is None:
             derived_pairs = self._derived_slots(old_codes, old_big, old_explicit)
         self._alloc(capacity)
-        self._where = array("I", bytes(4 * min(old_hints, 2 * capacity + 65536)))
         self._epoch += 1
         for slot, key in old_explicit.items():
             code = old_codes[slot]
@@ -654,8 +647,6 @@ class HashIndex:
                 self._resume[key] = past
             self._place(free, key, value, True)
         codes, mask, resume, big = self._codes, self._mask, self._resume, self._big
-        where = self._where
-        hints = len(where)
         live = self._live
         for key, value in derived_pairs:
             free = key & mask
@@ -664,11 +655,6 @@ class HashIndex:
                 # with a resume point never finds its first slot EMPTY.)
                 codes[free] = value + _OFFSET
                 live += 1
-                if value < hints:
-                    where[value] = free + 1
-                elif value < 2 * capacity + 65536:
-                    self._hint(value, free)
-                    where, hints = self._where, len(self._where)
                 continue
             point = resume.get(key) if resume else None
             j, perturb, i = point or (free, key, 0)
@@ -683,12 +669,13 @@ class HashIndex:
                     break
                 i += 1
                 walked += 1
-            if walked >= LINEAR_PROBES or point is not None:
+            hot = walked >= LINEAR_PROBES or point is not None
+            if hot:
                 resume[key] = (j, perturb, i + 1)
             if value < _INLINE_LIMIT:
                 codes[free] = value + _OFFSET
-                self._hint(value, free)
-                where, hints = self._where, len(self._where)
+                if hot:
+                    self._hint(value, free)
             else:
                 codes[free] = _BIG
                 big[free] = value
