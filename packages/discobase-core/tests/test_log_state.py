@@ -458,3 +458,26 @@ def test_a_truncated_directory_page_is_named_corruption() -> None:
         own["d:0"] = seal("dirc", body[:-cut])
         with pytest.raises(DatabaseCorruptionError, match="directory page 0"):
             TableState.from_checkpoint(manifest, 9, {9: own}, where="t")
+
+
+def test_a_checkpoint_rewrites_everything_when_its_kept_pages_sit_in_mostly_dead_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found at a million records: partial checkpoints kept referring to a few live pages in
+    each of several 24 MiB messages, so superseded pages stayed stored (and undeletable)."""
+    monkeypatch.setattr(state_module, "_REWRITE_SLACK", 0)
+    state = new_state()
+    rids = range(1, 10 * DIRECTORY_SPAN)
+    state.apply(1, LogBlock(1, 0, 1, tuple(put(rid, rid, rid) for rid in rids)))
+    first = state.plan_checkpoint(full=True)
+    state.finish_checkpoint(first, [], 100)
+    state.apply(2, LogBlock(2, 0, 1, (put(5, 1, 1),)))  # one page of ten changes
+    second = state.plan_checkpoint()
+    assert set(second.written) == {"d:0"}  # message 100 still holds nine live pages
+    state.finish_checkpoint(second, [], 101)
+    changed = [put(number * DIRECTORY_SPAN + 7, 2, 2) for number in range(1, 9)]
+    state.apply(3, LogBlock(3, 0, 1, tuple(changed)))  # eight more: 100 keeps one live page
+    third = state.plan_checkpoint()
+    assert set(third.written) == {f"d:{n}" for n in range(10)}
+    state.finish_checkpoint(third, [], 102)
+    assert set(state.refs.values()) == {102}

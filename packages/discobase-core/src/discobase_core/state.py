@@ -70,6 +70,10 @@ MAX_REF_MESSAGES = 8
 SELF = 0  # in a manifest, "the checkpoint message itself"
 # What one checkpoint message's sealed blob may hold beside its framing and page count.
 _PACK_BUDGET = MAX_BLOB_BYTES - 1024
+# A checkpoint rewrites every page when the messages holding the pages it keeps hold more
+# than twice their bytes and this much more (the rest superseded): stored checkpoints stay
+# within about twice the latest one.
+_REWRITE_SLACK = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,6 +552,10 @@ class TableState:
     #: None when unknown (a checkpoint written before discobase tracked them)
     dirty_messages: set[int] | None = field(default_factory=set)
     _force_full: bool = False  # a planned checkpoint failed: rewrite every page next time
+    # Bytes of each stored page version the refs name, and of all the pages each checkpoint
+    # message holds: a message whose pages were mostly superseded still counts whole.
+    _page_bytes: dict[str, int] = field(default_factory=dict, repr=False)
+    _message_bytes: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         for position, name in enumerate(self.fields):
@@ -949,9 +957,12 @@ class TableState:
         dirty = {_directory_key(page) for page in self._dirty_directory}
         dirty &= current.keys()
         dirty.update(key for key in current if key not in self.refs)
-        kept = {self.refs[key] for key in current if key not in dirty}
-        if full or len(kept) > MAX_REF_MESSAGES:
-            dirty = set(current)
+        kept_keys = [key for key in current if key not in dirty]
+        kept = {self.refs[key] for key in kept_keys}
+        held = sum(self._message_bytes.get(mid, 0) for mid in kept)
+        needed = sum(self._page_bytes.get(key, 0) for key in kept_keys)
+        if full or len(kept) > MAX_REF_MESSAGES or held > 2 * needed + _REWRITE_SLACK:
+            dirty = set(current)  # a full rewrite: the old messages all become garbage
         packs: list[dict[str, bytes]] = [{}]
         size = 0
         for key in current:
@@ -1004,6 +1015,12 @@ class TableState:
         """Record that `plan` is durable: its final blob went into message `message_id`."""
         refs = plan.refs(page_message_ids)
         self.refs = {key: (message_id if mid == SELF else mid) for key, mid in refs.items()}
+        for pack, mid in zip(plan.packs, (*page_message_ids, message_id), strict=True):
+            self._message_bytes[mid] = sum(map(len, pack.values()))
+            self._page_bytes.update((key, len(data)) for key, data in pack.items())
+        referenced = set(self.refs.values())
+        for mid in [mid for mid in self._message_bytes if mid not in referenced]:
+            del self._message_bytes[mid]
 
     def _load_directory(
         self, manifest: Manifest, page: Callable[[str], bytes | memoryview], where: str
@@ -1095,6 +1112,12 @@ class TableState:
             ],
         )
         state._load_directory(manifest, page, where)
+        for mid, pages in pages_by_message.items():
+            state._message_bytes[mid] = sum(len(data) for data in pages.values())
+        for key, mid in refs.items():
+            data = pages_by_message.get(mid, {}).get(key)
+            if data is not None:
+                state._page_bytes[key] = len(data)
         if state._count != manifest.records:
             raise DatabaseCorruptionError(
                 f"checkpoint at {where} lists {manifest.records} records but its directory "
