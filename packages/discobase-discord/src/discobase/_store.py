@@ -178,6 +178,9 @@ class TableStore(Generic[R]):
         self._progress = asyncio.Event()  # set whenever an operation ends
         self._broken: DiscobaseError | None = None  # applying a commit failed: see _halt
         self._compacting: asyncio.Task[CompactionReport | None] | None = None
+        # One compaction at a time: they share the engine's garbage lists, and one started
+        # on its own during an explicit one left that one's last garbage undeleted.
+        self._compaction_lock = asyncio.Lock()
         self.erase_after = erase_after
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -646,7 +649,12 @@ class TableStore(Generic[R]):
                 lost = self.lease is not None and self.lease.lost is not None
                 checkpoints = not self._closing and not lost
                 now = loop.time()
-                if checkpoints and self._compacting is None and engine.compaction_due(now):
+                if (
+                    checkpoints
+                    and self._compacting is None
+                    and not self._compaction_lock.locked()
+                    and engine.compaction_due(now)
+                ):
                     self._compacting = asyncio.create_task(self._auto_compact())
                 for op in engine.poll(now, checkpoints=checkpoints):
                     task = asyncio.create_task(self._perform(op))
@@ -910,6 +918,10 @@ class TableStore(Generic[R]):
         covers the whole log), a sweep of every lane, the live records of messages that also
         hold dead ones written again, two more checkpoints, then the deletes. Writes go on
         meanwhile; see discobase_core.compaction for why nothing can be lost."""
+        async with self._compaction_lock:
+            return await self._compact()
+
+    async def _compact(self) -> CompactionReport:
         engine = self.engine
         if engine is None:
             raise self._read_only_error()
