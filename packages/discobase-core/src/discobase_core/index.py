@@ -225,10 +225,11 @@ class HashIndex:
         # Tombstones left on the chain of a key with a resume point (a key many values
         # share): its next inserts fill them, and its resume point stays where it was.
         self._holes: dict[int, list[int]] = {}
-        # value -> its derived pair's slot + 1 (0: unknown), a hint checked before use, for
-        # pairs on a shared key's long chain (those with a resume point): unindexing one of
-        # the n values of a shared key would otherwise walk its chain. Unique keys' pairs
-        # sit near their chain's start and need none.
+        # value -> its derived pair's slot + 1 (0: unknown), a hint checked before use:
+        # unindexing one of the n values of a shared key would otherwise walk its chain.
+        # Set by inserts on a shared key's chain and by every walk of `_find` for what it
+        # passes (so a chain is walked about once), never by bulk builds: an index opened
+        # and only read holds none.
         self._where = array("I")
 
     # ---------------------------------------------------------------- properties
@@ -367,6 +368,7 @@ class HashIndex:
         j = key & mask
         perturb = key
         budget = _max_probes(self._capacity)
+        hints = len(where)
         while budget > 0:
             for i in range(LINEAR_PROBES):
                 s = (j + i) & mask
@@ -375,6 +377,13 @@ class HashIndex:
                     return s
                 if c == _EMPTY:
                     return -1
+                if _OFFSET <= c < _BIG and s not in explicit:  # hint what the walk passes
+                    if c - _OFFSET < hints:
+                        where[c - _OFFSET] = s + 1
+                    else:
+                        self._hint(c - _OFFSET, s)
+                        where = self._where
+                        hints = len(where)
             budget -= LINEAR_PROBES
             perturb >>= PERTURB_SHIFT
             j = (5 * j + 1 + perturb) & mask
@@ -428,7 +437,11 @@ class HashIndex:
         if value >= len(where):
             if value >= 2 * self._capacity + 65536:
                 return
-            where.frombytes(bytes(4 * max(value + 1 - len(where), len(where))))
+            # Grown rarely and in big steps (at first to the capacity): an array doubled
+            # many times leaves the allocator holding its old copies.
+            grown = array("I", [0]) * max(value + 1, 2 * len(where), self._capacity)
+            grown[: len(where)] = where
+            self._where = where = grown
         where[value] = slot + 1
 
     def insert(self, key: int, value: int) -> bool:
@@ -553,7 +566,6 @@ class HashIndex:
             dirty.add(free // spp)
             if walked >= LINEAR_PROBES or point is not None:
                 self._resume[key] = (j, perturb, i)
-                self._hint(value, free)
         self._live += n
 
     def _drop_derived(self, key: int, value: int) -> None:
@@ -669,13 +681,10 @@ class HashIndex:
                     break
                 i += 1
                 walked += 1
-            hot = walked >= LINEAR_PROBES or point is not None
-            if hot:
+            if walked >= LINEAR_PROBES or point is not None:
                 resume[key] = (j, perturb, i + 1)
             if value < _INLINE_LIMIT:
                 codes[free] = value + _OFFSET
-                if hot:
-                    self._hint(value, free)
             else:
                 codes[free] = _BIG
                 big[free] = value
