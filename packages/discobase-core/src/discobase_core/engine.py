@@ -146,8 +146,6 @@ class TableWriter:
     batch_bytes: int = BATCH_BYTES
     checkpoint_messages: int = CHECKPOINT_MESSAGES
     checkpoint_floor: int = CHECKPOINT_FLOOR_BYTES
-    #: bytes a clean open downloads: the pages of the latest checkpoint, by page key
-    page_sizes: dict[str, int] = field(default_factory=dict)
     #: log written since the latest checkpoint was planned (what a crash reopen replays)
     tail_messages: int = 0
     tail_bytes: int = 0
@@ -174,16 +172,14 @@ class TableWriter:
         alive: Sequence[bool],
         *,
         checkpoint_messages: int = CHECKPOINT_MESSAGES,
-        page_sizes: dict[str, int] | None = None,
         latest_checkpoint: int = 0,
     ) -> TableWriter:
         """A writer for `state` over lanes (`alive[n]`: lane n can be written), whose latest
-        checkpoint (in message `latest_checkpoint`) has pages of `page_sizes`."""
+        checkpoint is in message `latest_checkpoint`."""
         return cls(
             state,
             [_Lane(bool(a)) for a in alive],
             checkpoint_messages=checkpoint_messages,
-            page_sizes=dict(page_sizes or {}),
             latest_checkpoint=latest_checkpoint,
         )
 
@@ -216,7 +212,7 @@ class TableWriter:
 
     @property
     def clean_bytes(self) -> int:
-        return sum(self.page_sizes.values())
+        return self.state.checkpoint_bytes
 
     def checkpoint_due(self) -> bool:
         return (
@@ -385,12 +381,6 @@ class TableWriter:
         self.latest_checkpoint = message_id
         self.checkpoints_done += 1
         self.compaction.checkpointed()
-        sizes = {key: len(data) for pack in op.plan.packs for key, data in pack.items()}
-        kept = op.plan.kept_refs
-        self.page_sizes = {
-            key: sizes[key] if key in sizes else self.page_sizes.get(key, 0)
-            for key in (*kept, *sizes)
-        }
         self._checkpoint = None
         self.lanes[0].busy = False
 

@@ -937,6 +937,11 @@ class TableState:
     def _all_page_keys(self) -> dict[str, None]:
         return dict.fromkeys(_directory_key(page) for page in sorted(self._directory_pages()))
 
+    @property
+    def checkpoint_bytes(self) -> int:
+        """Bytes of the pages the latest checkpoint names: what a clean open downloads."""
+        return sum(self._page_bytes.get(key, 0) for key in self.refs)
+
     def dirty(self) -> bool:
         """Whether anything changed since the last checkpoint."""
         return self._force_full or bool(self._dirty_directory)
@@ -1021,6 +1026,8 @@ class TableState:
         referenced = set(self.refs.values())
         for mid in [mid for mid in self._message_bytes if mid not in referenced]:
             del self._message_bytes[mid]
+        for key in [key for key in self._page_bytes if key not in self.refs]:
+            del self._page_bytes[key]
 
     def _load_directory(
         self, manifest: Manifest, page: Callable[[str], bytes | memoryview], where: str

@@ -188,7 +188,6 @@ class TableStore(Generic[R]):
         self._loading: dict[tuple[int, int], asyncio.Future[bytes | None]] = {}
         self._known: KnownMessages[discord.Message] = KnownMessages()
         self._replayed = (0, 0)  # log messages and bytes replayed at open
-        self._page_sizes: dict[str, int] = {}  # the loaded checkpoint's pages
         self._wrote = False  # a database that only read leaves the channel as it found it
         self.notes: list[str] = []
         self.damage: list[str] = []  # what opening found damaged or missing, for people
@@ -256,7 +255,6 @@ class TableStore(Generic[R]):
             self.state,
             [io is not None for io in self.ios],
             checkpoint_messages=CHECKPOINT_EVERY,
-            page_sizes=self._page_sizes,
             latest_checkpoint=checkpoint.id if checkpoint else 0,
         )
         self.engine.erase_after = self.erase_after
@@ -438,11 +436,6 @@ class TableStore(Generic[R]):
 
         await asyncio.gather(*(load(mid) for mid in others))
         self.state = TableState.from_checkpoint(manifest, message.id, pages_by_message, where=where)
-        self._page_sizes = {
-            key: len(pages_by_message[message.id if mid == 0 else mid][key])
-            for key, mid in manifest.refs.items()
-            if mid in manifest.page_messages
-        }
 
     async def _replay(self, tail: _Tail) -> None:
         semaphore = asyncio.Semaphore(_FETCH_CONCURRENCY)
